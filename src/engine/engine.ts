@@ -1,0 +1,418 @@
+// createEngine(): compiles the restriction lists once (opening their tables) and returns decide(), which
+// evaluates a list in order — the first restriction that does not answer DUNNO wins; running off the end
+// permits, as in Postfix — and returns the verdict, the trace and one Postfix-shaped log line.
+//
+// Postfix state kept per request: warn_if_reject (the next reject only warns), defer_if_permit (a later
+// permit becomes 450), DEFER_IF_REJECT from access tables (a later 5xx becomes 450).
+// Security: trace details and log lines carry client- and store-supplied text (hostnames, addresses, grant
+// users): all of it passes printable(), so neither a log nor `relaygate check` output can be forged.
+// Fail closed, fail temporary. A lookup that fails (grant store, table) answers
+// `451 4.3.0 <subject>: Temporary lookup failure`, an unexpected exception `451 4.3.0 Error: internal error`:
+// never a permit and never a 5xx, and warn_if_reject cannot soften either. The configuration is validated
+// as a whole when the engine is built: unknown names, bad arguments, tables that do not open, and a relay
+// list that could never refuse anything (an open relay) are all reported at once (RG_ERR_RESTRICTION).
+
+import { RelaygateError, isRelaygateError } from '../errors.ts';
+import { decisionLine, type DecisionLineFields, type DecisionLineKind } from '../log/decision-line.ts';
+import { printable } from '../log/format.ts';
+import type { Grant } from '../store/types.ts';
+import { openTable as registryOpenTable, type LookupTable } from '../tables/index.ts';
+import { RequestContext, type EngineEnv } from './context.ts';
+import { DomainList } from './domains.ts';
+import { LookupFailure, replyString, safe, temporaryLookupFailure, type Outcome, type Reply } from './outcome.ts';
+import type { RestrictionDef, StepFn } from './restriction.ts';
+import { POSTFIX_ONLY, RESTRICTIONS, RESTRICTIONS_BY_NAME } from './restrictions/index.ts';
+import type { Decision, DecisionRequest, Engine, EngineOptions, Stage, TraceEntry } from './types.ts';
+
+interface Step {
+  readonly name: string;
+  /** canonical list entry: `name` or `name type:table` */
+  readonly display: string;
+  readonly run: StepFn;
+  /** shared trace entry for the common no-detail DUNNO (saves an allocation per step per request) */
+  readonly dunno: TraceEntry;
+}
+
+interface ParsedEntry {
+  readonly index: number;
+  readonly text: string;
+  readonly def: RestrictionDef | undefined;
+  readonly arg: string | undefined;
+}
+
+type ListName = 'relay_restrictions' | 'sender_restrictions';
+
+/** Restrictions that make a relay list able to refuse (Postfix's smtpd_relay_restrictions check). */
+const REFUSERS = RESTRICTIONS.filter((r) => r.refusesRelay).map((r) => r.name);
+
+const INTERNAL_ERROR: Reply = Object.freeze({ code: 451, dsn: '4.3.0', text: 'Error: internal error' });
+
+/** What a list evaluation ends with. */
+interface Final {
+  readonly action: 'permit' | 'reject' | 'defer';
+  readonly reply: Reply | undefined;
+  readonly by: string | null;
+  /** for a permit: what the deciding restriction said (grant user, network, ...) */
+  readonly detail: string | undefined;
+}
+
+export async function createEngine(opts: EngineOptions): Promise<Engine> {
+  const problems: string[] = [];
+  const mydestination = new DomainList('mydestination', opts.mydestination, false);
+  const relayDomains = new DomainList('relay_domains', opts.relayDomains, true);
+  problems.push(...mydestination.problems, ...relayDomains.problems);
+
+  const lists: Record<ListName, ParsedEntry[]> = {
+    relay_restrictions: parseList('relay_restrictions', opts.relayRestrictions, problems),
+    sender_restrictions: parseList('sender_restrictions', opts.senderRestrictions, problems),
+  };
+
+  // Open every distinct table once, all at the same time; collect failures instead of stopping at the first.
+  const specs = new Set<string>(opts.senderLoginMaps);
+  for (const list of Object.values(lists)) for (const e of list) if (e.def?.takesTable && e.arg !== undefined) specs.add(e.arg);
+  const open = opts.openTable ?? registryOpenTable;
+  const tables = new Map<string, LookupTable>();
+  const tableErrors = new Map<string, string>();
+  await Promise.all(
+    [...specs].map(async (spec) => {
+      try {
+        tables.set(spec, await open(spec));
+      } catch (err) {
+        tableErrors.set(spec, errorText(err));
+      }
+    }),
+  );
+  for (const [name, list] of Object.entries(lists)) {
+    for (const e of list) {
+      const err = e.arg === undefined ? undefined : tableErrors.get(e.arg);
+      if (err !== undefined) problems.push(`${name}: entry ${e.index + 1} ${JSON.stringify(e.text)}: ${err}`);
+    }
+  }
+  opts.senderLoginMaps.forEach((spec, i) => {
+    const err = tableErrors.get(spec);
+    if (err !== undefined) problems.push(`sender_login_maps: entry ${i + 1} ${JSON.stringify(spec)}: ${err}`);
+  });
+
+  checkRelayCanRefuse(lists.relay_restrictions, problems);
+  if (opts.senderLoginMaps.length === 0) {
+    for (const [name, list] of Object.entries(lists)) {
+      for (const e of list) {
+        if (e.def?.needsSenderLoginMaps) {
+          problems.push(`${name}: entry ${e.index + 1} "${e.def.name}" needs sender_login_maps (tables mapping sender addresses to the logins that own them); without them it can never reject`);
+        }
+      }
+    }
+  }
+
+  if (problems.length > 0) {
+    await Promise.allSettled([...tables.values()].map((t) => t.close()));
+    throw new RelaygateError('RG_ERR_RESTRICTION', `restriction configuration: ${problems.length} problem${problems.length === 1 ? '' : 's'}`, {
+      details: problems,
+    });
+  }
+
+  for (const t of tables.values()) for (const w of t.warnings ?? []) opts.logger.warn({ table: t.spec }, w);
+
+  const env: EngineEnv = {
+    mynetworks: opts.mynetworks,
+    mydestination,
+    relayDomains,
+    senderLoginMaps: opts.senderLoginMaps.map((s) => tables.get(s)!),
+    grants: opts.grants,
+    logger: opts.logger,
+  };
+  const compile = (list: ParsedEntry[]): Step[] =>
+    list.map((e) => {
+      const display = e.arg === undefined ? e.def!.name : `${e.def!.name} ${e.arg}`;
+      return {
+        name: e.def!.name,
+        display,
+        run: e.def!.compile({ env, table: e.arg === undefined ? undefined : tables.get(e.arg) }),
+        dunno: Object.freeze({ restriction: display, result: 'DUNNO' as const }),
+      };
+    });
+  const relaySteps = compile(lists.relay_restrictions);
+  const senderSteps = compile(lists.sender_restrictions);
+  let closed = false;
+
+  return {
+    async decide(req: DecisionRequest): Promise<Decision> {
+      const ctx = new RequestContext(req, env, req.now ?? opts.clock());
+      let final: Final;
+      try {
+        const steps = req.stage === 'rcpt' ? relaySteps : req.stage === 'mail' ? senderSteps : undefined;
+        if (steps === undefined) throw new RelaygateError('RG_ERR_INTERNAL', `unknown stage ${JSON.stringify(req.stage)}`);
+        final = await evaluate(ctx, steps);
+      } catch (err) {
+        // evaluate() catches per restriction; this is a bug elsewhere (or a bad stage): still answer 4xx.
+        opts.logger.error({ err, client_ip: ctx.ip ?? null, stage: req.stage }, `engine: internal error: ${errorText(err)}`);
+        final = { action: 'defer', reply: INTERNAL_ERROR, by: null, detail: undefined };
+      }
+      const decision = new EngineDecision(ctx, final);
+      const logger = opts.logger;
+      if (logger.isLevelEnabled('info')) {
+        const base = { client_ip: ctx.ip ?? printable(ctx.rawIp), stage: req.stage };
+        if (ctx.sideLines !== undefined) {
+          for (const s of ctx.sideLines) logger.info({ ...base, action: s.kind, restriction: s.restriction }, decisionLine(s.kind, lineFields(ctx), s.what));
+        }
+        logger.info({ ...base, action: final.action, restriction: final.by, code: final.reply?.code ?? null, dsn: final.reply?.dsn ?? null }, decision.logLine);
+      }
+      return decision;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await Promise.all([...tables.values()].map((t) => t.close()));
+    },
+    describe() {
+      return { relay: relaySteps.map((s) => s.display), sender: senderSteps.map((s) => s.display) };
+    },
+  };
+}
+
+/** Runs one list for one request (Postfix generic_checks() plus the end-of-list rules). */
+async function evaluate(ctx: RequestContext, steps: readonly Step[]): Promise<Final> {
+  const trace = ctx.trace;
+  for (let i = 0; i < steps.length; i++) {
+    const step = steps[i]!;
+    let out: Outcome;
+    try {
+      const r = step.run(ctx);
+      out = r instanceof Promise ? await r : r;
+    } catch (err) {
+      out = failure(ctx, err);
+    }
+    switch (out.kind) {
+      case 'dunno':
+        trace.push(out.detail === undefined ? step.dunno : { restriction: step.display, result: 'DUNNO', detail: safe(out.detail) });
+        break;
+      case 'warn_if_reject':
+        trace.push({ restriction: step.display, result: 'DUNNO', detail: 'a reject by the next restriction only warns' });
+        ctx.warnIfReject = true;
+        continue; // the flag must survive into the next restriction
+      case 'warn':
+        trace.push({ restriction: step.display, result: 'WARN', detail: safe(out.detail ?? out.text) });
+        ctx.addSideLine({ kind: 'warn', what: out.text, restriction: step.display });
+        break;
+      case 'ok':
+        if (out.detail === undefined) {
+          trace.push({ restriction: step.display, result: 'OK' });
+          return permitOrDeferred(ctx, step.display, undefined);
+        }
+        const detail = safe(out.detail);
+        trace.push({ restriction: step.display, result: 'OK', detail });
+        return permitOrDeferred(ctx, step.display, detail);
+      case 'reply': {
+        const reply = replyString(out.reply);
+        if (ctx.warnIfReject) {
+          trace.push({ restriction: step.display, result: 'WARN', detail: `reject_warning: ${reply}` });
+          ctx.addSideLine({ kind: 'reject_warning', what: reply, restriction: step.display });
+          break;
+        }
+        const temporary = out.reply.code < 500;
+        trace.push({ restriction: step.display, result: temporary ? 'DEFER' : 'REJECT', detail: out.detail === undefined ? reply : `${safe(out.detail)}: ${reply}` });
+        if (!temporary && ctx.deferIfReject !== undefined) {
+          return { action: 'defer', reply: ctx.deferIfReject.reply, by: step.display, detail: undefined };
+        }
+        return { action: temporary ? 'defer' : 'reject', reply: out.reply, by: step.display, detail: undefined };
+      }
+      case 'fail':
+        trace.push({ restriction: step.display, result: 'DEFER', detail: safe(out.detail) });
+        ctx.env.logger.warn({ client_ip: ctx.ip ?? null, stage: ctx.stage, restriction: step.display }, `${step.name}: ${safe(out.detail)}`);
+        return { action: 'defer', reply: out.reply, by: step.display, detail: undefined };
+      case 'defer_if_permit':
+      case 'defer_if_reject': {
+        const reply = replyString(out.reply);
+        if (ctx.warnIfReject) {
+          trace.push({ restriction: step.display, result: 'WARN', detail: `reject_warning: ${reply}` });
+          ctx.addSideLine({ kind: 'reject_warning', what: reply, restriction: step.display });
+          break;
+        }
+        const armed = { reply: out.reply, by: step.display };
+        if (out.kind === 'defer_if_permit') ctx.deferIfPermit ??= armed;
+        else ctx.deferIfReject ??= armed;
+        trace.push({ restriction: step.display, result: 'DUNNO', detail: `${out.kind} armed: ${reply}` });
+        break;
+      }
+    }
+    ctx.warnIfReject = false;
+  }
+  // Off the end of the list: permit (Postfix), unless defer_if_permit was armed.
+  return permitOrDeferred(ctx, null, undefined);
+}
+
+function permitOrDeferred(ctx: RequestContext, by: string | null, detail: string | undefined): Final {
+  const armed = ctx.deferIfPermit;
+  if (armed !== undefined) return { action: 'defer', reply: armed.reply, by: armed.by, detail: undefined };
+  return { action: 'permit', reply: undefined, by, detail };
+}
+
+function failure(ctx: RequestContext, err: unknown): Outcome {
+  if (err instanceof LookupFailure) return { kind: 'fail', reply: temporaryLookupFailure(err.subject), detail: err.message };
+  ctx.env.logger.error({ err, client_ip: ctx.ip ?? null, stage: ctx.stage }, `engine: unexpected error in a restriction: ${errorText(err)}`);
+  return { kind: 'fail', reply: INTERNAL_ERROR, detail: `internal error: ${errorText(err)}` };
+}
+
+function lineFields(ctx: RequestContext): DecisionLineFields {
+  const r = ctx.req;
+  return {
+    stage: ctx.stage,
+    clientIp: ctx.ip ?? ctx.rawIp,
+    clientName: ctx.clientName,
+    // the parsed forms: `<bob@example.com>` from a sloppy front end is logged as `to=<bob@example.com>`
+    sender: ctx.sender()?.raw,
+    recipient: ctx.recipient()?.raw,
+    protocol: r.protocol,
+    helo: r.helo,
+  };
+}
+
+const LIST_END: Record<Stage, string> = { rcpt: 'end of relay_restrictions', mail: 'end of sender_restrictions' };
+
+/** The returned Decision; its log line is built at most once, and only when someone reads it. */
+class EngineDecision implements Decision {
+  readonly action: 'permit' | 'reject' | 'defer';
+  readonly code: number | null;
+  readonly dsn: string | null;
+  readonly text: string | null;
+  readonly decidedBy: string | null;
+  readonly trace: readonly TraceEntry[];
+  readonly grant?: Grant;
+  #ctx: RequestContext;
+  #detail: string | undefined;
+  #line: string | undefined = undefined;
+
+  constructor(ctx: RequestContext, final: Final) {
+    this.action = final.action;
+    this.code = final.reply?.code ?? null;
+    this.dsn = final.reply?.dsn ?? null;
+    this.text = final.reply?.text ?? null;
+    this.decidedBy = final.by;
+    this.trace = ctx.trace;
+    const g = ctx.knownGrant;
+    if (g !== undefined) this.grant = g;
+    this.#ctx = ctx;
+    this.#detail = final.detail;
+  }
+
+  get logLine(): string {
+    if (this.#line === undefined) {
+      let kind: DecisionLineKind;
+      let what: string;
+      if (this.action === 'permit') {
+        kind = 'permit';
+        what = this.decidedBy === null ? LIST_END[this.#ctx.stage] : this.#detail === undefined ? this.decidedBy : `${this.decidedBy} ${this.#detail}`;
+      } else {
+        kind = 'reject';
+        what = `${this.code} ${this.dsn} ${this.text}`;
+      }
+      this.#line = decisionLine(kind, lineFields(this.#ctx), what);
+    }
+    return this.#line;
+  }
+
+  toJSON(): Decision {
+    const { action, code, dsn, text, decidedBy, trace, grant, logLine } = this;
+    return grant === undefined ? { action, code, dsn, text, decidedBy, trace, logLine } : { action, code, dsn, text, decidedBy, trace, grant, logLine };
+  }
+}
+
+function errorText(err: unknown): string {
+  if (isRelaygateError(err)) return err.details.length > 0 ? `${err.message} (${err.details.join('; ')})` : err.message;
+  return err instanceof Error ? err.message : String(err);
+}
+
+function parseList(list: ListName, entries: readonly string[], problems: string[]): ParsedEntry[] {
+  const out: ParsedEntry[] = [];
+  entries.forEach((raw, index) => {
+    const where = `${list}: entry ${index + 1} ${JSON.stringify(raw)}`;
+    const text = typeof raw === 'string' ? raw.trim() : '';
+    if (text === '') {
+      problems.push(`${list}: entry ${index + 1} is empty`);
+      return;
+    }
+    const sp = text.search(/\s/);
+    const name = (sp === -1 ? text : text.slice(0, sp)).toLowerCase();
+    const arg = sp === -1 ? undefined : text.slice(sp).trim();
+    const def = RESTRICTIONS_BY_NAME.get(name);
+    if (def === undefined) {
+      problems.push(`${where}: ${unknownName(name, list)}`);
+      out.push({ index, text, def: undefined, arg: undefined });
+      return;
+    }
+    if (def.takesTable && arg === undefined) {
+      problems.push(`${where}: needs a table argument (type:name), e.g. "${def.name} texthash:/etc/relaygate/${def.name.replace(/^check_|_access$/g, '')}_access"`);
+    } else if (!def.takesTable && arg !== undefined) {
+      problems.push(`${where}: ${def.name} takes no argument${arg.includes(',') || name.endsWith(',') ? '; put each restriction in its own list element' : ''}`);
+    } else if (def.takesTable && arg !== undefined && /\s/.test(arg) && !arg.toLowerCase().startsWith('inline:')) {
+      problems.push(`${where}: ${def.name} takes one table argument; put each restriction in its own list element`);
+    } else {
+      out.push({ index, text, def, arg });
+      return;
+    }
+    out.push({ index, text, def: undefined, arg: undefined });
+  });
+  return out;
+}
+
+function unknownName(name: string, list: ListName): string {
+  if (name.includes(':')) {
+    const check = list === 'sender_restrictions' ? 'check_sender_access' : 'check_client_access';
+    return `a table alone is not a restriction; name the check, e.g. "${check} ${name}"`;
+  }
+  if (name.endsWith(',')) return 'unknown restriction; put each restriction in its own list element (no commas)';
+  if (POSTFIX_ONLY.has(name)) return `${name} is a Postfix restriction relaygate does not implement; see README "Restrictions"`;
+  let best: string | undefined;
+  let bestDistance = 4;
+  for (const r of RESTRICTIONS) {
+    const d = editDistance(name, r.name);
+    if (d < bestDistance) {
+      best = r.name;
+      bestDistance = d;
+    }
+  }
+  if (best !== undefined) return `unknown restriction; did you mean "${best}"?`;
+  return `unknown restriction (known: ${RESTRICTIONS.map((r) => r.name).join(', ')})`;
+}
+
+/**
+ * Postfix refuses a relay list with no working reject; so does relaygate, and it also refuses one where an
+ * unconditional `permit` runs before every reject, or whose only reject is muted by warn_if_reject:
+ * each of those is an open relay.
+ */
+function checkRelayCanRefuse(list: readonly ParsedEntry[], problems: string[]): void {
+  let firstRefusal = -1;
+  for (let i = 0; i < list.length; i++) {
+    const e = list[i]!;
+    if (!e.def?.refusesRelay) continue;
+    if (i > 0 && list[i - 1]!.def?.name === 'warn_if_reject') continue;
+    firstRefusal = i;
+    break;
+  }
+  if (firstRefusal === -1) {
+    problems.push(
+      `relay_restrictions: nothing in the list can refuse relaying, so relaygate would be an open relay; add "reject_unauth_destination" at the end (any of ${REFUSERS.join(', ')} will do)`,
+    );
+    return;
+  }
+  const permitAll = list.findIndex((e, i) => i < firstRefusal && e.def?.name === 'permit');
+  if (permitAll !== -1) {
+    problems.push(
+      `relay_restrictions: entry ${permitAll + 1} "permit" permits every request before "${list[firstRefusal]!.def!.name}" can refuse any, so relaygate would be an open relay; move it after the reject or remove it`,
+    );
+  }
+}
+
+function editDistance(a: string, b: string): number {
+  const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0]!;
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = prev[j]!;
+      prev[j] = Math.min(prev[j]! + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = tmp;
+    }
+  }
+  return prev[b.length]!;
+}
