@@ -34,13 +34,20 @@ export interface Grant {
 
 export type RecordResult =
   | { readonly recorded: true; readonly grant: Grant }
-  | { readonly recorded: false; readonly reason: 'mynetworks' | 'never_authorize' | 'bad_ip' | 'stale'; readonly detail: string };
+  | { readonly recorded: false; readonly reason: RefusalReason; readonly detail: string };
+
+/**
+ * Why a login did not become a grant. `bad_time`: its `at` or `ttl` is not a finite number (or is out of
+ * range) — a source bug, refused per event so one bad event does not fail a whole batch.
+ */
+export type RefusalReason = 'mynetworks' | 'never_authorize' | 'bad_ip' | 'bad_time' | 'stale';
 
 export interface MapStats {
   /** grants currently valid (unexpired at `now`) */
   readonly active: number;
   /** entries still stored though expired (awaiting the sweep) */
   readonly expiredPending: number;
+  /** earliest / latest expiry among the active grants (null when none is active) */
   readonly oldestExpiry: number | null;
   readonly newestExpiry: number | null;
   /** totals since the store was opened */
