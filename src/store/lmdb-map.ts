@@ -4,6 +4,8 @@
 //   meta    `format` → {format:'relaygate-access-map', version:1}: refuse layouts we do not know
 //   grants  ip (normalizeIp text, ordered-binary string key, so LMDB order = IP string order for list())
 //           → compact binary record (encodeGrant below; expiry first so lookup can reject early)
+//   state   source name → JSON (a tailer's file position, a journald cursor), written in the same transaction
+//           as the grants the source's lines produced, so a restart neither loses nor repeats a login
 //   expiry  8-byte big-endian expiry ms ‖ ip bytes → empty. The expiry index: sweep() walks it from the
 //           lowest key up to `now` and so touches only expired grants (O(expired)), never the live ones.
 // Invariant: exactly one expiry entry per grant, with the grant's current expiry. Every write that changes
@@ -384,7 +386,8 @@ export async function openLmdbAccessMap(opts: LmdbAccessMapOptions): Promise<Lmd
     // Touch both trees now so MDB_CORRUPTED in a root page surfaces here, not at the first SMTP client.
     Array.from(grants.getKeys({ limit: 1 }));
     Array.from(expiry.getKeys({ limit: 1 }));
-    return new LmdbAccessMap(path, root, grants, expiry, grace, opts);
+    const state = root.openDB<unknown, string>({ name: 'state', encoding: 'json' });
+    return new LmdbAccessMap(path, root, grants, expiry, state, grace, opts);
   } catch (err) {
     await root.close().catch(() => undefined);
     if (err instanceof RelaygateError) throw err;
@@ -420,6 +423,7 @@ export class LmdbAccessMap implements AccessMap {
     private readonly root: RootDatabase,
     private readonly grants: Database<Buffer, string>,
     private readonly expiry: Database<Buffer, Buffer>,
+    private readonly state: Database<unknown, string>,
     grace: number,
     opts: LmdbAccessMapOptions,
   ) {
@@ -513,7 +517,20 @@ export class LmdbAccessMap implements AccessMap {
     return r!;
   }
 
-  async recordMany(logins: readonly LoginEvent[]): Promise<RecordResult[]> {
+  async getState(key: string): Promise<unknown> {
+    this.assertOpen('getState');
+    try {
+      return this.state.get(key);
+    } catch (err) {
+      throw this.ioError(`reading state ${key}`, err);
+    }
+  }
+
+  async setState(key: string, value: unknown): Promise<void> {
+    await this.recordMany([], { [key]: value });
+  }
+
+  async recordMany(logins: readonly LoginEvent[], state?: Readonly<Record<string, unknown>>): Promise<RecordResult[]> {
     this.assertOpen('record');
     const now = this.clock();
     const results: (RecordResult | undefined)[] = new Array(logins.length);
@@ -523,11 +540,17 @@ export class LmdbAccessMap implements AccessMap {
       if ('recorded' in p) results[i] = p;
       else todo.push({ i, p });
     });
-    if (todo.length > 0) {
+    const stateEntries = state === undefined ? [] : Object.entries(state);
+    if (todo.length > 0 || stateEntries.length > 0) {
       let grants: Grant[];
       try {
-        // One write transaction for the whole batch: one commit (one fsync) instead of one per login.
-        grants = await this.root.transaction(() => todo.map(({ p }) => this.apply(p, now)));
+        // One write transaction for the whole batch: one commit (one fsync) instead of one per login,
+        // and the source's position commits with the grants its lines produced (exactly once).
+        grants = await this.root.transaction(() => {
+          const made = todo.map(({ p }) => this.apply(p, now));
+          for (const [k, v] of stateEntries) this.state.putSync(k, v);
+          return made;
+        });
       } catch (err) {
         throw this.ioError(`recording ${todo.length} login(s)`, err);
       }

@@ -62,8 +62,14 @@ export interface MapStats {
 export interface AccessMap {
   /** Record (or refresh, sliding the expiry) a grant for the login's IP. */
   record(login: LoginEvent): Promise<RecordResult>;
-  /** Record many logins in one transaction (sources batch bursts). */
-  recordMany(logins: readonly LoginEvent[]): Promise<RecordResult[]>;
+  /**
+   * Record many logins in one transaction (sources batch bursts). `state` entries (a source's position)
+   * are written in the same transaction, so a crash can neither lose nor repeat the batch.
+   */
+  recordMany(logins: readonly LoginEvent[], state?: Readonly<Record<string, unknown>>): Promise<RecordResult[]>;
+  /** A source's saved state (file position, journald cursor), or undefined. */
+  getState(key: string): Promise<unknown>;
+  setState(key: string, value: unknown): Promise<void>;
   /** The unexpired grant for `ip` (already normalized), or undefined. Expired = absent, even before a sweep. */
   lookup(ip: string, now?: number): Promise<Grant | undefined>;
   /** Remove a grant; true when one existed. */

@@ -438,6 +438,23 @@ export function runAccessMapContract(name: string, factory: ContractFactory): vo
       });
     });
 
+    test("a source's state commits with its batch and survives a restart", async () => {
+      await withMap(async (ctx) => {
+        assert.equal(await ctx.map.getState('tail:/var/log/mail.log'), undefined);
+        const pos = { dev: 1, ino: 2, offset: 4096, fingerprint: 'abc', fpLen: 1024 };
+        const r = await ctx.map.recordMany([{ ip: '192.0.2.30', user: 'alice', source: 'dovecot' }, { ip: '127.0.0.1', source: 'dovecot' }], { 'tail:/var/log/mail.log': pos });
+        assert.deepEqual(r.map((x) => x.recorded), [true, false]);
+        assert.deepEqual(await ctx.map.getState('tail:/var/log/mail.log'), pos);
+        // a batch of only refused logins still moves the position on
+        await ctx.map.recordMany([{ ip: '127.0.0.1', source: 'dovecot' }], { 'tail:/var/log/mail.log': { ...pos, offset: 5000 } });
+        await ctx.map.setState('journald', { cursor: 's=1;i=2' });
+        const map = await ctx.reopen();
+        assert.equal(((await map.getState('tail:/var/log/mail.log')) as { offset: number }).offset, 5000);
+        assert.deepEqual(await map.getState('journald'), { cursor: 's=1;i=2' });
+        assert.ok(await map.lookup('192.0.2.30'));
+      });
+    });
+
     test('after close, operations fail with RG_ERR_STORE_IO instead of answering "no grant"', async () => {
       await withMap(async ({ map }) => {
         granted(await map.record({ ip: '192.0.2.1', source: 't' }));
