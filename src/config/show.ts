@@ -6,10 +6,17 @@ import { OPTION_DOCS, type Config } from './schema.ts';
 import { parseConfig } from './load.ts';
 import { formatDuration } from './duration.ts';
 
-const DURATION_KEYS = new Set(['grace', 'sweep_interval']);
+const DURATION_KEYS = new Set(['grace', 'sweep_interval', 'relayhost_timeout', 'idle_timeout', 'greeting_delay', 'timeout', 'throttle_window', 'throttle_lockout']);
+
+const SECRET_KEYS = /pass|secret|token|key$/;
 
 function tomlValue(key: string, value: unknown): string {
   if (DURATION_KEYS.has(key) && typeof value === 'number') return JSON.stringify(formatDuration(value));
+  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    // inline table; secrets are never printed (config show output ends up in tickets and chats)
+    const parts = Object.entries(value as Record<string, unknown>).map(([k, v]) => `${k} = ${SECRET_KEYS.test(k) && !k.endsWith('tls_key') ? '"[redacted]"' : tomlValue(k, v)}`);
+    return `{ ${parts.join(', ')} }`;
+  }
   if (Array.isArray(value)) return `[${value.map((v) => tomlValue('', v)).join(', ')}]`;
   if (typeof value === 'string') return JSON.stringify(value);
   return String(value);
@@ -18,6 +25,7 @@ function tomlValue(key: string, value: unknown): string {
 function flatten(config: Config): Map<string, unknown> {
   const out = new Map<string, unknown>();
   for (const [k, v] of Object.entries(config)) {
+    if (k === 'watch' || k === 'listen') continue; // arrays of tables: printed as [[watch]] / [[listen]] blocks
     if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
       for (const [sk, sv] of Object.entries(v as Record<string, unknown>)) if (sv !== undefined) out.set(`${k}.${sk}`, sv);
     } else if (v !== undefined) {
@@ -34,6 +42,12 @@ export function showConfig(config: Config, all = false): string {
   for (const [k, v] of flatten(config)) {
     if (!all && JSON.stringify(defaults.get(k)) === JSON.stringify(v)) continue;
     lines.push(`${k} = ${tomlValue(k.split('.').pop()!, v)}`);
+  }
+  for (const [table, rows] of [['watch', config.watch], ['listen', config.listen]] as const) {
+    for (const w of rows) {
+      lines.push('', `[[${table}]]`);
+      for (const [k, v] of Object.entries(w)) if (v !== undefined) lines.push(`${k} = ${tomlValue(k, v)}`);
+    }
   }
   return lines.length > 0 ? `${lines.join('\n')}\n` : '';
 }
@@ -52,10 +66,11 @@ export function defaultsTemplate(): string {
     const section = dot === -1 ? '' : opt.key.slice(0, dot);
     const name = dot === -1 ? opt.key : opt.key.slice(dot + 1);
     if (section !== table) {
-      out.push(`#[${section}]`);
+      // [[watch]] is an array of tables: its rows are examples, not defaults.
+      out.push(section === 'watch' || section === 'listen' ? `#[[${section}]]` : `#[${section}]`);
       table = section;
     }
-    out.push(`# ${opt.doc}`, `#${name} = ${opt.default}`, '');
+    out.push(`# ${opt.doc}${opt.example ? ' (no default; example:)' : ''}`, `#${name} = ${opt.default}`, '');
   }
   return out.join('\n');
 }
