@@ -4,12 +4,14 @@
 
 import { benchStore } from './store.ts';
 import { benchEngine } from './engine.ts';
+import { benchIngest } from './ingest.ts';
 import type { BenchResult } from './types.ts';
 import { formatResults } from './format.ts';
 
 const SUITES: Record<string, (opts: { quick?: boolean }) => Promise<BenchResult[]>> = {
   store: benchStore,
   engine: benchEngine,
+  ingest: benchIngest,
 };
 
 async function mainBench(argv: string[]): Promise<number> {

@@ -64,6 +64,11 @@ export const ERROR_CATALOG = {
     fix: 'Run the command with --help to see its arguments.',
     exit: 64,
   },
+  RG_ERR_AUTH_BACKEND: {
+    summary: 'A SASL backend for SMTP AUTH is misconfigured (unknown backend, passwd-file missing or unreadable, bad socket path or host:port).',
+    fix: 'Correct `[auth]` backend and path: passwd-file needs a readable file, dovecot an absolute unix socket path or host:port, saslauthd the absolute path of its mux socket.',
+    exit: 78,
+  },
   RG_ERR_INTERNAL: {
     summary: 'An unexpected internal error; the affected request is answered 4xx and the daemon goes on.',
     fix: 'Please report it with the logged stack trace.',

@@ -11,6 +11,7 @@ import { runCommand } from './cli/run.ts';
 import { checkCommand } from './cli/check.ts';
 import { mapCommand } from './cli/map.ts';
 import { configCheckCommand, configShowCommand } from './cli/config.ts';
+import { testLogCommand } from './cli/test-log.ts';
 
 export function buildProgram(): Command {
   const program = new Command('relaygate')
@@ -25,7 +26,9 @@ export function buildProgram(): Command {
     .command('run')
     .description('run the daemon in the foreground (store, sweeper, and every source and front end the config enables)')
     .addOption(configOpt())
-    .action(async (opts: { config?: string }) => runCommand(opts));
+    .option('--stdin-format <format>', 'also read log lines from standard input in this format (e.g. dovecot)')
+    .option('--stdin-prefix <prefix>', 'line prefix of the standard input lines: syslog, rfc3339, logpath, tai64n, none', 'syslog')
+    .action(async (opts) => runCommand(opts));
 
   program
     .command('check')
@@ -38,6 +41,17 @@ export function buildProgram(): Command {
     .option('--helo <name>', 'HELO/EHLO name', 'unknown')
     .option('--json', 'print JSON')
     .action(async (opts) => checkCommand(opts));
+
+  program
+    .command('test-log <file>')
+    .description('show what each line of a log yields (grant with ip and user, or why not), like fail2ban-regex; FILE may be - for stdin; exit 1 when nothing matched')
+    .requiredOption('--format <name>', 'log format (dovecot, courier, cyrus, ...)')
+    .option('--prefix <prefix>', 'line prefix: syslog, rfc3339, logpath, tai64n, none', 'syslog')
+    .option('--ident <idents>', "comma-separated syslog idents replacing the format's defaults")
+    .option('--pattern <regex>', 'an extra anchored pattern of your own, tried first (as [[watch]] pattern)')
+    .option('--json', 'print JSON lines')
+    .option('--verbose', 'print every line, not only those that yield something')
+    .action(async (file: string, opts) => testLogCommand({ ...opts, file }));
 
   const map = program.command('map').description('inspect and change the access map (works while the daemon runs)');
   map

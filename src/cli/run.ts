@@ -10,8 +10,32 @@ import { loadConfig, validateConfig } from '../config/index.ts';
 import { startSweeper } from '../store/index.ts';
 import { isRelaygateError } from '../errors.ts';
 import { openRuntime, storePath } from './runtime.ts';
+import { startSources, describeWatch, type RunningSource } from '../sources/index.ts';
+import type { WatchConfig } from '../config/index.ts';
+import { RelaygateError } from '../errors.ts';
+import { PREFIXES } from '../sources/prefix.ts';
+import { FORMATS } from '../sources/formats/index.ts';
 
-export async function runCommand(opts: { config?: string }): Promise<void> {
+export interface RunOptions {
+  config?: string;
+  /** `--stdin-format NAME`: read log lines from standard input in this format (besides any [[watch]]) */
+  stdinFormat?: string;
+  stdinPrefix?: string;
+}
+
+/** The [[watch]] entry `--stdin-format` stands for, validated like one from the file. */
+export function stdinWatch(opts: RunOptions): WatchConfig | undefined {
+  if (opts.stdinFormat === undefined) return undefined;
+  if (!Object.hasOwn(FORMATS, opts.stdinFormat)) {
+    throw new RelaygateError('RG_ERR_USAGE', `--stdin-format ${JSON.stringify(opts.stdinFormat)}: unknown format; known: ${Object.keys(FORMATS).join(', ')}`);
+  }
+  const prefix = opts.stdinPrefix ?? 'syslog';
+  if (!Object.hasOwn(PREFIXES, prefix)) throw new RelaygateError('RG_ERR_USAGE', `--stdin-prefix ${JSON.stringify(prefix)}: unknown prefix; known: ${Object.keys(PREFIXES).join(', ')}`);
+  return { stdin: true, format: opts.stdinFormat, prefix: prefix as WatchConfig['prefix'], track_logout: false, start_at: 'start' };
+}
+
+export async function runCommand(opts: RunOptions): Promise<void> {
+  const extra = stdinWatch(opts);
   // Config errors are printed by main's reporter (exit 78) before any logger exists; after that, pino.
   const boot = await loadConfig(opts.config);
   const logger = createLogger({ level: boot.config.log_level });
@@ -19,24 +43,15 @@ export async function runCommand(opts: { config?: string }): Promise<void> {
   const { config } = rt;
   await rt.engine(); // compile the restriction lists and open their tables now, not at the first request
   const sweeper = startSweeper({ map: rt.map, intervalMs: config.sweep_interval * 1000, clock: rt.clock, logger });
-  const stats = await rt.map.stats();
-  logger.info(
-    {
-      event: 'start',
-      config_file: rt.loaded.file ?? '(built-in defaults)',
-      store: `${config.store.type}:${storePath(config)}`,
-      grants: stats.active,
-      grace_s: config.grace,
-      sweep_interval_s: config.sweep_interval,
-      relay_restrictions: config.relay_restrictions,
-    },
-    `relaygate started: access map ${config.store.type}:${storePath(config)} with ${stats.active} active grant(s), grace ${config.grace}s, sweeping every ${config.sweep_interval}s`,
-  );
-  logger.info(
-    { event: 'components', sources: [], frontends: [] },
-    'no log watchers, feeds or front ends are configured in this version yet: relaygate keeps the map and sweeps it; use `relaygate map` and `relaygate check` to work with it',
-  );
-
+  const watches = extra ? [...config.watch, extra] : [...config.watch];
+  let sources: RunningSource[] = [];
+  try {
+    sources = await startSources(watches, { map: rt.map, clock: rt.clock, logger, grace: config.grace });
+  } catch (err) {
+    await sweeper.stop();
+    await rt.close();
+    throw err;
+  }
   // The daemon lives until a signal stops it, even when nothing else (a listener, a watch) holds the loop.
   const keepAlive = setInterval(() => undefined, 1 << 30);
 
@@ -47,6 +62,8 @@ export async function runCommand(opts: { config?: string }): Promise<void> {
     logger.info({ event: 'stop', signal }, `received ${signal}: stopping`);
     clearInterval(keepAlive);
     try {
+      // Sources first: each finishes its batch and saves its position with it, then the store closes.
+      for (const src of sources) await src.stop();
       await sweeper.stop();
       await rt.close();
       logger.info({ event: 'stopped' }, 'relaygate stopped');
@@ -71,4 +88,25 @@ export async function runCommand(opts: { config?: string }): Promise<void> {
       }
     })();
   });
+
+  // Announce only now: a supervisor (or a test) that reacts to these lines may signal at once.
+  const stats = await rt.map.stats();
+  logger.info(
+    {
+      event: 'start',
+      config_file: rt.loaded.file ?? '(built-in defaults)',
+      store: `${config.store.type}:${storePath(config)}`,
+      grants: stats.active,
+      grace_s: config.grace,
+      sweep_interval_s: config.sweep_interval,
+      relay_restrictions: config.relay_restrictions,
+    },
+    `relaygate started: access map ${config.store.type}:${storePath(config)} with ${stats.active} active grant(s), grace ${config.grace}s, sweeping every ${config.sweep_interval}s`,
+  );
+  logger.info(
+    { event: 'components', sources: watches.map(describeWatch), frontends: [] },
+    sources.length === 0
+      ? 'no [[watch]] sources configured: relaygate keeps the map and sweeps it; add [[watch]] tables to learn grants from POP/IMAP logs'
+      : `${sources.length} source(s) running: ${watches.map(describeWatch).join(', ')}`,
+  );
 }

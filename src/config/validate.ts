@@ -8,6 +8,11 @@ import { CidrSet } from '../net/index.ts';
 import { createEngine } from '../engine/index.ts';
 import { silentLogger } from '../log/logger.ts';
 import { where, invalid, type LoadedConfig } from './load.ts';
+import type { WatchConfig } from './schema.ts';
+import { FORMATS } from '../sources/formats/index.ts';
+import { compileCustomPattern } from '../sources/parser.ts';
+import { existsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 
 export interface NetworkSets {
   readonly mynetworks: CidrSet;
@@ -42,8 +47,52 @@ export async function validateConfig(loaded: LoadedConfig): Promise<NetworkSets>
   } catch (err) {
     problems.push(...detailLines(err, ['relay_restrictions'], text, true));
   }
+  config.watch.forEach((w, i) => problems.push(...watchProblems(w, i, text)));
+  // One position per file: two [[watch]] tables on the same path would overwrite each other's position.
+  const seen = new Map<string, number>();
+  config.watch.forEach((w, i) => {
+    if (w.path === undefined) return;
+    const abs = resolve(w.path);
+    const first = seen.get(abs);
+    if (first !== undefined) problems.push(`watch[${i}].path: ${abs} is already watched by watch[${first}]; one [[watch]] per file`);
+    else seen.set(abs, i);
+  });
+  if (config.watch.filter((w) => w.stdin === true).length > 1) problems.push('watch: more than one [[watch]] reads stdin');
   if (problems.length > 0) throw invalid(loaded.file ?? '(built-in defaults)', problems);
   return { mynetworks: sets.mynetworks!, neverAuthorize: sets.never_authorize! };
+}
+
+/** A [[watch]] table: known format, compilable custom pattern, an existing directory for its path. */
+function watchProblems(w: WatchConfig, i: number, text: string): string[] {
+  const out: string[] = [];
+  const at = (key: string) => `watch[${i}].${key}${lineOfWatchKey(text, i, key)}`;
+  if (!Object.hasOwn(FORMATS, w.format)) out.push(`${at('format')}: unknown format ${JSON.stringify(w.format)}; known: ${Object.keys(FORMATS).join(', ')}`);
+  if (w.pattern !== undefined) {
+    try {
+      compileCustomPattern(w.pattern);
+    } catch (err) {
+      out.push(`${at('pattern')}: ${(err as Error).message}`);
+    }
+  }
+  if (w.path !== undefined) {
+    const dir = dirname(resolve(w.path));
+    if (!existsSync(dir)) out.push(`${at('path')}: directory ${dir} does not exist (the file itself may appear later, its directory must exist)`);
+  }
+  return out;
+}
+
+/** ` (line N)` for a key inside the i-th [[watch]] table, when written there. */
+function lineOfWatchKey(text: string, index: number, key: string): string {
+  const lines = text.split('\n');
+  let seen = -1;
+  for (let n = 0; n < lines.length; n++) {
+    const l = lines[n]!;
+    if (/^\s*\[\[\s*watch\s*\]\]/.test(l)) seen++;
+    else if (/^\s*\[/.test(l)) {
+      if (seen === index) break;
+    } else if (seen === index && new RegExp(`^\\s*${key}\\s*=`).test(l)) return ` (line ${n + 1})`;
+  }
+  return '';
 }
 
 function detailLines(err: unknown, path: string[], text: string, ownKeys = false): string[] {

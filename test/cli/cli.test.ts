@@ -132,7 +132,7 @@ test('bad CLI arguments: missing options, bad ttl, unknown command', async () =>
 });
 
 test('--help works for every command', async () => {
-  for (const args of [[], ['run'], ['check'], ['map'], ['map', 'list'], ['map', 'query'], ['map', 'add'], ['map', 'del'], ['map', 'stats'], ['config'], ['config', 'check'], ['config', 'show']]) {
+  for (const args of [[], ['run'], ['check'], ['map'], ['map', 'list'], ['map', 'query'], ['map', 'add'], ['map', 'del'], ['map', 'stats'], ['config'], ['config', 'check'], ['config', 'show'], ['test-log']]) {
     const r = await relaygate([...args, '--help']);
     assert.equal(r.code, 0, args.join(' '));
     assert.match(r.stdout, /^Usage: relaygate/m, args.join(' '));

@@ -1,0 +1,85 @@
+// sources/: where logins come from. Builds one source per [[watch]] table (file/glob, journald, stdin) and
+// runs them; each writes only LoginEvents (and its own position) to the access map.
+// Security: see parser.ts (untrusted lines) and recorder.ts (only successful logins make grants).
+
+import type { AccessMap } from '../store/index.ts';
+import type { Clock } from '../clock.ts';
+import type { Logger } from '../log/logger.ts';
+import type { WatchConfig } from '../config/index.ts';
+import { getFormat } from './formats/index.ts';
+import { LineParser, compileCustomPattern } from './parser.ts';
+import { FileWatch } from './file-watch.ts';
+import { StdinWatch } from './stdin-watch.ts';
+import { JournaldWatch } from './journald.ts';
+import { LoginRecorder } from './recorder.ts';
+
+export interface SourceDeps {
+  readonly map: AccessMap;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly grace: number;
+}
+
+export interface RunningSource {
+  readonly name: string;
+  stop(): Promise<void>;
+}
+
+/** The default prefix of each kind of source when [[watch]] does not name one. */
+export function defaultPrefix(w: WatchConfig): string {
+  return w.prefix ?? 'syslog';
+}
+
+export function parserFor(w: Pick<WatchConfig, 'format' | 'prefix' | 'ident' | 'pattern'>, prefix: string): () => LineParser {
+  const format = getFormat(w.format);
+  const custom = w.pattern === undefined ? undefined : compileCustomPattern(w.pattern);
+  const idents = w.ident === undefined ? undefined : typeof w.ident === 'string' ? [w.ident] : [...w.ident];
+  return () => new LineParser({ format, prefix, idents, custom });
+}
+
+export function describeWatch(w: WatchConfig): string {
+  const where = w.path ?? (w.journald ? `journald${w.unit ? ` -u ${w.unit}` : ''}${w.identifier ? ` -t ${w.identifier}` : ''}` : 'stdin');
+  return `${w.format}:${where}`;
+}
+
+export async function startSources(watches: readonly WatchConfig[], deps: SourceDeps, input: NodeJS.ReadableStream = process.stdin): Promise<RunningSource[]> {
+  const running: RunningSource[] = [];
+  try {
+    for (const w of watches) {
+      const name = describeWatch(w);
+      if (w.path !== undefined) {
+        const fw = new FileWatch({
+          path: w.path,
+          parserFactory: parserFor(w, defaultPrefix(w)),
+          formatName: w.format,
+          map: deps.map,
+          clock: deps.clock,
+          logger: deps.logger,
+          grace: deps.grace,
+          trackLogout: w.track_logout,
+          startAt: w.start_at,
+        });
+        await fw.start();
+        running.push({ name, stop: () => fw.stop() });
+      } else if (w.journald === true) {
+        const jw = new JournaldWatch({ watch: w, parser: parserFor(w, 'none')(), ...deps });
+        await jw.start();
+        running.push({ name, stop: () => jw.stop() });
+      } else {
+        const recorder = new LoginRecorder({ ...deps, source: `${w.format}:stdin`, trackLogout: w.track_logout });
+        const sw = new StdinWatch(input as unknown as import('node:stream').Readable, parserFor(w, defaultPrefix(w))(), recorder, deps.clock, deps.logger);
+        sw.start();
+        running.push({
+          name,
+          stop: async () => {
+            sw.close();
+          },
+        });
+      }
+    }
+  } catch (err) {
+    for (const r of running) await r.stop().catch(() => undefined);
+    throw err;
+  }
+  return running;
+}
