@@ -196,3 +196,44 @@ test('README documents every configuration key with its default', async () => {
   const readme = await readFile(new URL('../../README.md', import.meta.url), 'utf8');
   for (const o of OPTION_DOCS) assert.ok(readme.includes(`| \`${o.key}\` | \`${o.default}\` |`), `README lacks ${o.key}`);
 });
+
+test('[[watch]] tables are validated at start-up: format, custom pattern, source kind, directory', async () => {
+  const err = await problemsOf(
+    [
+      '[[watch]]',
+      'path = "/nonexistent-dir/mail.log"',
+      'format = "nosuchd"',
+      '',
+      '[[watch]]',
+      'path = "/var/log/x.log"',
+      'format = "dovecot"',
+      'pattern = "Login: rip=(?<ip>[0-9.]+)"',
+      '',
+      '[[watch]]',
+      'stdin = true',
+      'format = "dovecot"',
+      '',
+      '[[watch]]',
+      'path = "/tmp/y.log"',
+      'format = "dovecot"',
+      'pattern = "^x.* rip=(?<ip>[0-9.]+)$"',
+      '',
+      '[[watch]]',
+      'path = "/tmp/y.log"',
+      'format = "courier"',
+    ].join('\n'),
+  );
+  const d = err.details.join('\n');
+  assert.match(d, /watch\[0\]\.format \(line 3\): unknown format "nosuchd"; known: .*dovecot/);
+  assert.match(d, /watch\[0\]\.path \(line 2\): directory \/nonexistent-dir does not exist/);
+  assert.match(d, /watch\[1\]\.pattern \(line 8\): pattern must be anchored/);
+  assert.match(d, /watch\[3\]\.pattern \(line 17\): pattern is unsafe: catch-all/);
+  assert.match(d, /watch\[4\]\.path: \/tmp\/y\.log is already watched by watch\[3\]/);
+});
+
+test('a [[watch]] must name exactly one source kind', async () => {
+  const err = await problemsOf('[[watch]]\nstdin = true\njournald = true\nformat = "dovecot"\n\n[[watch]]\nformat = "dovecot"\n');
+  const d = err.details.join('\n');
+  assert.match(d, /watch\[0\].*exactly one of path, journald = true, stdin = true/);
+  assert.match(d, /watch\[1\].*exactly one of path, journald = true, stdin = true/);
+});
