@@ -15,6 +15,7 @@ import type { WatchConfig } from '../config/index.ts';
 import { RelaygateError } from '../errors.ts';
 import { PREFIXES } from '../sources/prefix.ts';
 import { FORMATS } from '../sources/formats/index.ts';
+import { startConfiguredGateway, type RunningGateway } from '../frontends/smtp/daemon.ts'; // SMTP gateway
 
 export interface RunOptions {
   config?: string;
@@ -52,6 +53,20 @@ export async function runCommand(opts: RunOptions): Promise<void> {
     await rt.close();
     throw err;
   }
+  // ---- SMTP gateway (src/frontends/smtp): started only when [[listen]] is configured ----
+  let smtpGateway: RunningGateway | undefined;
+  if (config.listen.length > 0) {
+    try {
+      smtpGateway = await startConfiguredGateway({ config, engine: await rt.engine(), grants: rt.map, logger, clock: rt.clock });
+    } catch (err) {
+      for (const src of sources) await src.stop();
+      await sweeper.stop();
+      await rt.close();
+      throw err;
+    }
+    process.on('SIGHUP', () => void smtpGateway?.reloadTls()); // TLS key/cert re-read on SIGHUP
+  }
+  // ---- end SMTP gateway ----
   // The daemon lives until a signal stops it, even when nothing else (a listener, a watch) holds the loop.
   const keepAlive = setInterval(() => undefined, 1 << 30);
 
@@ -62,6 +77,7 @@ export async function runCommand(opts: RunOptions): Promise<void> {
     logger.info({ event: 'stop', signal }, `received ${signal}: stopping`);
     clearInterval(keepAlive);
     try {
+      await smtpGateway?.stop(); // SMTP gateway: stop accepting, let sessions finish (bounded), close the upstream pool
       // Sources first: each finishes its batch and saves its position with it, then the store closes.
       for (const src of sources) await src.stop();
       await sweeper.stop();
@@ -104,9 +120,11 @@ export async function runCommand(opts: RunOptions): Promise<void> {
     `relaygate started: access map ${config.store.type}:${storePath(config)} with ${stats.active} active grant(s), grace ${config.grace}s, sweeping every ${config.sweep_interval}s`,
   );
   logger.info(
-    { event: 'components', sources: watches.map(describeWatch), frontends: [] },
-    sources.length === 0
-      ? 'no [[watch]] sources configured: relaygate keeps the map and sweeps it; add [[watch]] tables to learn grants from POP/IMAP logs'
-      : `${sources.length} source(s) running: ${watches.map(describeWatch).join(', ')}`,
+    { event: 'components', sources: watches.map(describeWatch), frontends: config.listen.map((l) => `${l.role}:${l.address}`) },
+    `${
+      sources.length === 0
+        ? 'no [[watch]] sources configured (add [[watch]] tables to learn grants from POP/IMAP logs)'
+        : `${sources.length} source(s) running: ${watches.map(describeWatch).join(', ')}`
+    }; ${config.listen.length === 0 ? 'no [[listen]] SMTP listeners configured' : `SMTP listeners: ${config.listen.map((l) => `${l.role} ${l.address}`).join(', ')}`}`,
   );
 }

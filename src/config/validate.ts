@@ -11,6 +11,7 @@ import { where, invalid, type LoadedConfig } from './load.ts';
 import type { WatchConfig } from './schema.ts';
 import { FORMATS } from '../sources/formats/index.ts';
 import { compileCustomPattern } from '../sources/parser.ts';
+import { gatewayConfigProblems } from '../frontends/smtp/endpoints.ts';
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 
@@ -58,6 +59,7 @@ export async function validateConfig(loaded: LoadedConfig): Promise<NetworkSets>
     else seen.set(abs, i);
   });
   if (config.watch.filter((w) => w.stdin === true).length > 1) problems.push('watch: more than one [[watch]] reads stdin');
+  problems.push(...gatewayConfigProblems(config));
   if (problems.length > 0) throw invalid(loaded.file ?? '(built-in defaults)', problems);
   return { mynetworks: sets.mynetworks!, neverAuthorize: sets.never_authorize! };
 }

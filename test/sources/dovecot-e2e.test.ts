@@ -459,13 +459,14 @@ test('track_logout = true: an open IMAP session keeps its grant fresh; after LOG
     assert.equal(first.service, 'imap');
     // At login: the login line's time + grace (a refresh may already have happened in the second or so since).
     const firstExp = Date.parse(first.expires);
-    assert.ok(firstExp >= loginAt + GRACE && firstExp <= loginAt + GRACE + 3_000, `expires ${first.expires}, login at ${new Date(loginAt).toISOString()} + 20 s`);
+    // On a loaded machine the first look may come after one refresh (every grace/3 ≈ 6.7 s).
+    assert.ok(firstExp >= loginAt + GRACE && firstExp <= loginAt + GRACE + 7_500, `expires ${first.expires}, login at ${new Date(loginAt).toISOString()} + 20 s`);
     // Daemon 1 (track_logout off) records the same login with plain grace.
     await waitGrant(cfg1, ip, () => true, 'the plain grant');
 
     // The daemon refreshes open sessions every grace/3 (~6.7 s) with no new log line: the expiry moves on.
     await s.noop('n1');
-    const refreshed = await waitGrant(cfg2, ip, (g) => Date.parse(g.expires) >= loginAt + GRACE + 2_000, 'a refresh of the open session', 12_000);
+    const refreshed = await waitGrant(cfg2, ip, (g) => Date.parse(g.expires) > Date.parse(first.expires), 'a refresh of the open session', 12_000);
     assert.ok(Date.parse(refreshed.expires) > Date.parse(first.expires));
     await s.noop('n2');
   } finally {

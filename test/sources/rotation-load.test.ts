@@ -333,7 +333,9 @@ test('rotation under load with a restart in the middle: every login recorded exa
 
     assert.ok(written.lines >= 2_000 * (RUN_MS / 1000) * 0.95, `writer rate: ${written.lines} lines`);
     assert.ok(writer.rotations.rename >= 3 && writer.rotations.copytruncate >= 3 && writer.rotations.whileDown === 2);
-    assert.equal(writer.rotations.frozen, SCHEDULE.length, 'every rotation while running had the daemon frozen');
+    // A harness self-check: most rotations must have left unread lines behind (daemon frozen around them);
+    // on a loaded machine one may fall into the restart window, when there is no daemon to freeze.
+    assert.ok(writer.rotations.frozen >= SCHEDULE.length - 1, `only ${writer.rotations.frozen} of ${SCHEDULE.length} rotations had the daemon frozen`);
     assert.deepEqual(missing.slice(0, 20), [], `${missing.length} login(s) lost`);
     assert.deepEqual(doubled.slice(0, 20), [], `${doubled.length} login(s) recorded more than once`);
     assert.deepEqual(extra.slice(0, 20), [], 'grants nobody logged in for');
