@@ -114,16 +114,24 @@ function writeText(buf: Buffer, off: number, s: string | null): number {
   return off + 2 + n;
 }
 
-export function encodeGrant(g: Stored): Buffer {
-  const buf = Buffer.allocUnsafe(HEADER + textBytes(g.user) + textBytes(g.service) + textBytes(g.source));
-  buf.writeUInt8(RECORD_VERSION, 0);
+/** Largest encoded grant: the header and three texts of MAX_TEXT UTF-16 units, each at most 3 UTF-8 bytes. */
+const MAX_RECORD = HEADER + 3 * (2 + MAX_TEXT * 3);
+
+/** Writes the record for `g` into `buf` (at least MAX_RECORD bytes for capped texts); returns its length. */
+function encodeGrantInto(buf: Buffer, g: Stored): number {
+  buf[0] = RECORD_VERSION;
   buf.writeDoubleLE(g.expires, 1);
   buf.writeDoubleLE(g.lastSeen, 9);
   buf.writeDoubleLE(g.firstSeen, 17);
   buf.writeUInt32LE(g.count, 25);
   let off = writeText(buf, HEADER, g.user);
   off = writeText(buf, off, g.service);
-  writeText(buf, off, g.source);
+  return writeText(buf, off, g.source);
+}
+
+export function encodeGrant(g: Stored): Buffer {
+  const buf = Buffer.allocUnsafe(HEADER + textBytes(g.user) + textBytes(g.service) + textBytes(g.source));
+  encodeGrantInto(buf, g);
   return buf;
 }
 
@@ -402,6 +410,20 @@ interface Prepared {
   readonly expires: number;
 }
 
+/** One distinct IP of a batch inside its write transaction. */
+interface Slot {
+  readonly ip: string;
+  /** expiry of the index entry the stored record has (undefined: no record, or an unreadable one) */
+  indexed: number | undefined;
+  /** the grant so far: the stored record, then merged with each of the batch's logins of this IP */
+  cur: Stored | undefined;
+}
+
+/** IP text order = the grants database's key order (ASCII text, ordered-binary). */
+function byIp(a: Slot, b: Slot): number {
+  return a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : 0;
+}
+
 export class LmdbAccessMap implements AccessMap {
   readonly path: string;
   /** index entries the last sweep examined: equals the number it found expired (O(expired)); for tests */
@@ -416,6 +438,9 @@ export class LmdbAccessMap implements AccessMap {
   private counters = { recorded: 0, refused: 0, swept: 0 };
   private lastSweepAt: number | null = null;
   private lastSweepMs: number | null = null;
+  /** reused encoding buffers for the writes of recordMany (see encodeScratch) */
+  private readonly valueScratch = Buffer.allocUnsafeSlow(MAX_RECORD);
+  private readonly keyScratch = Buffer.allocUnsafeSlow(8 + 64);
 
   /** Use openLmdbAccessMap(): the constructor assumes an opened, checked environment. */
   constructor(
@@ -444,72 +469,126 @@ export class LmdbAccessMap implements AccessMap {
     if (this.closed) throw new RelaygateError('RG_ERR_STORE_IO', `access map ${this.path}: ${op} after close`);
   }
 
+  private refuse(login: LoginEvent, reason: RefusalReason, detail: string, level: 'debug' | 'warn'): RecordResult {
+    this.counters.refused++;
+    this.logger[level]({ event: 'grant_refused', reason, client_ip: login.ip, source: login.source, user: login.user }, `grant not recorded: ${detail}`);
+    return { recorded: false, reason, detail };
+  }
+
   /** Validates one login; a refusal is counted and logged here. */
   private prepare(login: LoginEvent, now: number): Prepared | RecordResult {
-    const refuse = (reason: RefusalReason, detail: string, level: 'debug' | 'warn'): RecordResult => {
-      this.counters.refused++;
-      this.logger[level]({ event: 'grant_refused', reason, client_ip: login.ip, source: login.source, user: login.user }, `grant not recorded: ${detail}`);
-      return { recorded: false, reason, detail };
-    };
     const ip = typeof login.ip === 'string' ? normalizeIp(login.ip) : undefined;
-    if (ip === undefined) return refuse('bad_ip', `invalid client address ${shown(login.ip)} from ${login.source}: expected a literal IPv4 or IPv6 address`, 'warn');
+    if (ip === undefined) return this.refuse(login, 'bad_ip', `invalid client address ${shown(login.ip)} from ${login.source}: expected a literal IPv4 or IPv6 address`, 'warn');
     // Clients inside mynetworks relay anyway; never_authorize holds addresses that must never earn a grant
     // (0.0.0.0, multicast, broadcast, ::): both are refused quietly, they are routine in logs.
     const mine = this.mynetworks.match(ip);
-    if (mine) return refuse('mynetworks', `${ip} is inside mynetworks (${mine.text}) and needs no grant`, 'debug');
+    if (mine) return this.refuse(login, 'mynetworks', `${ip} is inside mynetworks (${mine.text}) and needs no grant`, 'debug');
     const never = this.neverAuthorize.match(ip);
-    if (never) return refuse('never_authorize', `${ip} is inside never_authorize (${never.text})`, 'debug');
+    if (never) return this.refuse(login, 'never_authorize', `${ip} is inside never_authorize (${never.text})`, 'debug');
     const rawAt = login.at ?? now;
     const ttl = login.ttl ?? this.grace;
     if (typeof rawAt !== 'number' || !Number.isFinite(rawAt) || typeof ttl !== 'number' || !Number.isFinite(ttl)) {
-      return refuse('bad_time', `login time ${shown(rawAt)} or ttl ${shown(ttl)} from ${login.source} is not a finite number`, 'warn');
+      return this.refuse(login, 'bad_time', `login time ${shown(rawAt)} or ttl ${shown(ttl)} from ${login.source} is not a finite number`, 'warn');
     }
     // A login "in the future" (clock skew between hosts, or a hostile feed) counts as now.
     const at = Math.floor(Math.min(rawAt, now));
     const expires = Math.floor(at + ttl * 1000);
-    if (!Number.isSafeInteger(expires)) return refuse('bad_time', `ttl ${shown(ttl)} from ${login.source} is out of range`, 'warn');
-    if (expires <= now) return refuse('stale', `login of ${ip} at ${new Date(at).toISOString()} expired at ${new Date(expires).toISOString()}, before now`, 'debug');
+    if (!Number.isSafeInteger(expires)) return this.refuse(login, 'bad_time', `ttl ${shown(ttl)} from ${login.source} is out of range`, 'warn');
+    if (expires <= now) return this.refuse(login, 'stale', `login of ${ip} at ${new Date(at).toISOString()} expired at ${new Date(expires).toISOString()}, before now`, 'debug');
     return { ip, login, at, expires };
   }
 
-  /** Inside a write transaction: merge one login into its grant, keeping the expiry index in step. */
-  private apply(p: Prepared, now: number): Grant {
-    const { ip, login, at } = p;
-    let old: Stored | undefined;
-    const raw = this.grants.getBinaryFast(ip);
-    if (raw !== undefined) {
-      try {
-        old = decodeGrant(raw);
-      } catch (err) {
-        // An unreadable record is replaced by the new grant; its stale index entry is dropped by the sweep.
-        this.logger.warn({ event: 'grant_unreadable', client_ip: ip, err: causeText(err) }, `replacing unreadable grant record for ${ip}`);
-      }
-    }
-    let next: Stored;
+  /** The grant after one more login: `old` is the IP's current record (undefined when none). */
+  private merge(old: Stored | undefined, p: Prepared, now: number): Stored {
+    const { login, at } = p;
     const user = cap(login.user);
     const service = cap(login.service);
     const source = cap(login.source) ?? '';
-    if (old === undefined || old.expires <= now) {
-      // No grant, or an expired one awaiting the sweep: expired = absent, so this starts a new grant.
-      next = { expires: p.expires, lastSeen: at, firstSeen: at, count: 1, user, service, source };
-    } else {
-      // Sliding expiry. Logins can arrive out of order (a feed catching up, two log files): an older login
-      // never shortens the grant nor overwrites who logged in last.
-      const newer = at >= old.lastSeen;
-      next = {
-        expires: Math.max(old.expires, p.expires),
-        lastSeen: Math.max(old.lastSeen, at),
-        firstSeen: Math.min(old.firstSeen, at),
-        count: Math.min(old.count + 1, 0xffffffff),
-        user: newer ? user : old.user,
-        service: newer ? service : old.service,
-        source: newer ? source : old.source,
-      };
+    // No grant, or an expired one awaiting the sweep: expired = absent, so this starts a new grant.
+    if (old === undefined || old.expires <= now) return { expires: p.expires, lastSeen: at, firstSeen: at, count: 1, user, service, source };
+    // Sliding expiry. Logins can arrive out of order (a feed catching up, two log files): an older login
+    // never shortens the grant nor overwrites who logged in last.
+    const newer = at >= old.lastSeen;
+    return {
+      expires: Math.max(old.expires, p.expires),
+      lastSeen: Math.max(old.lastSeen, at),
+      firstSeen: Math.min(old.firstSeen, at),
+      count: Math.min(old.count + 1, 0xffffffff),
+      user: newer ? user : old.user,
+      service: newer ? service : old.service,
+      source: newer ? source : old.source,
+    };
+  }
+
+  /**
+   * Inside the batch's write transaction: merges every accepted login into its IP's grant and writes each
+   * touched grant once, keeping the expiry index in step. Returns the grant as it stood after each login.
+   *
+   * Per distinct IP (not per login): one read, then at the end one grant put and, when the expiry moved, one
+   * index remove + one index put. A batch's logins of one IP are merged in memory in arrival order, which
+   * ends in exactly the record and the single index entry that applying them one by one would leave (the
+   * intermediate index entries would only be put and removed again inside this same transaction).
+   * Reads and writes go in key order: neighbouring keys share B-tree pages, which stay in cache.
+   */
+  private applyBatch(preps: readonly Prepared[], now: number): Grant[] {
+    const slots = new Map<string, Slot>();
+    const order: Slot[] = [];
+    for (let k = 0; k < preps.length; k++) {
+      const ip = preps[k]!.ip;
+      if (slots.has(ip)) continue;
+      const slot: Slot = { ip, indexed: undefined, cur: undefined };
+      slots.set(ip, slot);
+      order.push(slot);
     }
-    if (old !== undefined && old.expires !== next.expires) this.expiry.removeSync(indexKey(old.expires, ip));
-    if (old === undefined || old.expires !== next.expires) this.expiry.putSync(indexKey(next.expires, ip), EMPTY);
-    this.grants.putSync(ip, encodeGrant(next));
-    return toGrant(ip, next);
+    if (order.length > 1) order.sort(byIp);
+    for (const slot of order) {
+      // getBinaryFast returns a reused buffer, valid until the next read: decoded at once.
+      const raw = this.grants.getBinaryFast(slot.ip);
+      if (raw === undefined) continue;
+      try {
+        slot.cur = decodeGrant(raw);
+        slot.indexed = slot.cur.expires;
+      } catch (err) {
+        // An unreadable record is replaced by the new grant; its stale index entry is dropped by the sweep.
+        this.logger.warn({ event: 'grant_unreadable', client_ip: slot.ip, err: causeText(err) }, `replacing unreadable grant record for ${slot.ip}`);
+      }
+    }
+    const made: Grant[] = new Array(preps.length);
+    for (let k = 0; k < preps.length; k++) {
+      const p = preps[k]!;
+      const slot = slots.get(p.ip)!;
+      const next = this.merge(slot.cur, p, now);
+      slot.cur = next;
+      made[k] = toGrant(p.ip, next);
+    }
+    for (const slot of order) {
+      const g = slot.cur!;
+      if (slot.indexed !== g.expires) {
+        if (slot.indexed !== undefined) this.expiry.removeSync(this.indexKeyScratch(slot.indexed, slot.ip));
+        this.expiry.putSync(this.indexKeyScratch(g.expires, slot.ip), EMPTY);
+      }
+      this.grants.putSync(slot.ip, this.encodeScratch(g));
+    }
+    return made;
+  }
+
+  /**
+   * The record for `g` in a buffer reused for every write. Safe because these writes run inside a write
+   * transaction, where lmdb-js's put is synchronous: LMDB copies the value into its page before putSync
+   * returns, and nothing keeps the buffer (no async queue, no compression on this database).
+   */
+  private encodeScratch(g: Stored): Buffer {
+    const bound = HEADER + 6 + 3 * ((g.user?.length ?? 0) + (g.service?.length ?? 0) + g.source.length);
+    if (bound > this.valueScratch.length) return encodeGrant(g);
+    return this.valueScratch.subarray(0, encodeGrantInto(this.valueScratch, g));
+  }
+
+  /** indexKey() in a reused buffer: LMDB copies keys (into lmdb-js's instruction buffer) before any use. */
+  private indexKeyScratch(expires: number, ip: string): Buffer {
+    const key = this.keyScratch;
+    key.writeUInt32BE(Math.floor(expires / 0x100000000), 0);
+    key.writeUInt32BE(expires >>> 0, 4);
+    return key.subarray(0, 8 + key.write(ip, 8, 'latin1'));
   }
 
   async record(login: LoginEvent): Promise<RecordResult> {
@@ -533,36 +612,38 @@ export class LmdbAccessMap implements AccessMap {
   async recordMany(logins: readonly LoginEvent[], state?: Readonly<Record<string, unknown>>): Promise<RecordResult[]> {
     this.assertOpen('record');
     const now = this.clock();
-    const results: (RecordResult | undefined)[] = new Array(logins.length);
-    const todo: { i: number; p: Prepared }[] = [];
-    logins.forEach((login, i) => {
-      const p = this.prepare(login, now);
+    const results: RecordResult[] = new Array(logins.length);
+    const preps: Prepared[] = [];
+    const at: number[] = [];
+    for (let i = 0; i < logins.length; i++) {
+      const p = this.prepare(logins[i]!, now);
       if ('recorded' in p) results[i] = p;
-      else todo.push({ i, p });
-    });
+      else {
+        preps.push(p);
+        at.push(i);
+      }
+    }
     const stateEntries = state === undefined ? [] : Object.entries(state);
-    if (todo.length > 0 || stateEntries.length > 0) {
+    if (preps.length > 0 || stateEntries.length > 0) {
       let grants: Grant[];
       try {
         // One write transaction for the whole batch: one commit (one fsync) instead of one per login,
         // and the source's position commits with the grants its lines produced (exactly once).
         grants = await this.root.transaction(() => {
-          const made = todo.map(({ p }) => this.apply(p, now));
+          const made = preps.length > 0 ? this.applyBatch(preps, now) : [];
           for (const [k, v] of stateEntries) this.state.putSync(k, v);
           return made;
         });
       } catch (err) {
-        throw this.ioError(`recording ${todo.length} login(s)`, err);
+        throw this.ioError(`recording ${preps.length} login(s)`, err);
       }
-      todo.forEach(({ i }, k) => {
-        results[i] = { recorded: true, grant: grants[k]! };
-      });
-      this.counters.recorded += todo.length;
+      for (let k = 0; k < grants.length; k++) results[at[k]!] = { recorded: true, grant: grants[k]! };
+      this.counters.recorded += preps.length;
       if (this.logger.isLevelEnabled('debug')) {
         for (const g of grants) this.logger.debug({ event: 'grant', client_ip: g.ip, user: g.user, source: g.source, expires: g.expires, count: g.count }, `grant for ${g.ip} until ${new Date(g.expires).toISOString()}`);
       }
     }
-    return results as RecordResult[];
+    return results;
   }
 
   async lookup(ip: string, now: number = this.clock()): Promise<Grant | undefined> {
