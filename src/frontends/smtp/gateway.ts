@@ -45,6 +45,7 @@ import { GatewayServer, type ConnectionHooks, type GatewayConnection, type HookR
 import { LineEndingGuard, receivedHeader } from './data.ts';
 import { endpointText, gatewayConfigProblems, parseEndpoint } from './endpoints.ts';
 import { loadTlsMaterial, type TlsMaterial } from './tls.ts';
+import { listenError } from '../../net/listen-error.ts';
 import { UpstreamPool, type ForwardResult } from './upstream.ts';
 
 export type ListenRole = 'smtp' | 'submission' | 'submissions';
@@ -618,7 +619,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       const server = new GatewayServer(baseOptions(l.role), hooks);
       server.on('error', (err: Error) => logger.warn({ event: 'smtp_error', role: l.role, err: err.message }, `smtp: ${l.role} listener: ${err.message}`));
       await new Promise<void>((resolve, reject) => {
-        const onErr = (err: Error) => reject(new RelaygateError('RG_ERR_CONFIG_INVALID', `smtp: cannot listen on ${l.address}: ${err.message}`));
+        const onErr = (err: NodeJS.ErrnoException) => reject(listenError('smtp', l.address, err));
         server.server.once('error', onErr);
         server.listen(ep.port, ep.host, () => {
           server.server.off('error', onErr);

@@ -82,8 +82,15 @@ function safeName(hostname: string): string {
 }
 
 async function generateSelfSigned(dir: string, keyPath: string, certPath: string, hostname: string): Promise<void> {
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  await chmod(dir, 0o700);
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await chmod(dir, 0o700);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new RelaygateError('RG_ERR_CONFIG_INVALID', `smtp TLS: no certificate configured and the directory for a generated one, ${dir}, cannot be created (${code})`, {
+      details: ['data_dir: a directory the relaygate user can write (e.g. /var/lib/relaygate), or set smtp.tls_cert and smtp.tls_key'],
+    });
+  }
   const name = safeName(hostname);
   const tmpKey = `${keyPath}.${process.pid}.tmp`;
   const tmpCert = `${certPath}.${process.pid}.tmp`;
