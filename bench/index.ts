@@ -3,15 +3,27 @@
 // Benchmarks never run in `npm test`: speed is reported as ratios here, never asserted as timings in tests.
 
 import { benchStore } from './store.ts';
+import { benchRedis } from './redis.ts';
 import { benchEngine } from './engine.ts';
 import { benchIngest } from './ingest.ts';
+import { benchSmtp } from './smtp.ts';
+import { benchExport } from './export.ts';
+import { benchPolicy } from './policy.ts';
+import { benchFeed } from './feed.ts';
+import { benchDrac } from './drac.ts';
 import type { BenchResult } from './types.ts';
 import { formatResults } from './format.ts';
 
 const SUITES: Record<string, (opts: { quick?: boolean }) => Promise<BenchResult[]>> = {
   store: benchStore,
+  redis: benchRedis,
   engine: benchEngine,
   ingest: benchIngest,
+  export: benchExport,
+  smtp: benchSmtp,
+  policy: benchPolicy,
+  feed: benchFeed,
+  drac: benchDrac,
 };
 
 async function mainBench(argv: string[]): Promise<number> {

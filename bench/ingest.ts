@@ -5,6 +5,8 @@
 //      measured in the same run on the same file: (a) read it and count newlines, (b) read it, split the
 //      lines and run one anchored regex (a whole-line Dovecot login regex) per line.
 //      Targets: >= 1,000,000 lines/s and >= 50% of baseline (b).
+//      A second row runs the same FileWatch against a map that stores nothing (it offers conditional
+//      writes like the LMDB store, so batches are pipelined the same way): the store's share of the time.
 //   2. latency: 200 login lines appended one at a time (a new IP each, ~20 ms apart) to a followed file;
 //      the time from the append (after the write returned) until map.lookup(ip) sees the grant (polled
 //      every 1 ms): p50 / p99 / max. Target: p99 <= 50 ms.
@@ -16,13 +18,13 @@ import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { openAccessMap, type AccessMap, type LoginEvent } from '../src/store/index.ts';
+import { openAccessMap, LmdbAccessMap, type AccessMap, type LoginEvent } from '../src/store/index.ts';
 import { CidrSet } from '../src/net/index.ts';
 import { systemClock } from '../src/clock.ts';
 import { silentLogger } from '../src/log/logger.ts';
 import { getFormat } from '../src/sources/formats/index.ts';
 import { LineParser } from '../src/sources/parser.ts';
-import { FileWatch } from '../src/sources/file-watch.ts';
+import { FileWatch, PIPELINE } from '../src/sources/file-watch.ts';
 import type { BenchResult } from './types.ts';
 
 export type { BenchResult } from './types.ts';
@@ -178,6 +180,11 @@ function stubMap(): AccessMap & { logins: number } {
       stub.logins += logins.length;
       return [];
     },
+    // offered like the LMDB store's, so the FileWatch pipelines its batches the same way
+    async recordManyIf(logins: readonly LoginEvent[]) {
+      stub.logins += logins.length;
+      return { recorded: logins.length, refused: 0 };
+    },
     async getState() {
       return undefined;
     },
@@ -186,7 +193,8 @@ function stubMap(): AccessMap & { logins: number } {
   return stub as unknown as AccessMap & { logins: number };
 }
 
-async function ingestOnce(base: string, file: string, run: number, n: number, expect: { logins: number; distinct: number }, store = true): Promise<number> {
+/** One timed ingest; `txns`: LMDB write transactions it took (0 for the stub). */
+async function ingestOnce(base: string, file: string, run: number, n: number, expect: { logins: number; distinct: number }, store = true): Promise<{ rate: number; txns: number }> {
   const t0 = performance.now();
   const stub = store ? undefined : stubMap();
   const map = stub ?? (await openMap(join(base, `map-${run}`)));
@@ -195,6 +203,7 @@ async function ingestOnce(base: string, file: string, run: number, n: number, ex
     await fw.start();
     await fw.poll();
     const ms = performance.now() - t0;
+    const txns = map instanceof LmdbAccessMap ? map.lastTxnId() : 0;
     const [f] = fw.files();
     if (f?.counters.lines !== n) throw new Error(`bench: relaygate read ${f?.counters.lines} lines, expected ${n}`);
     if (stub) {
@@ -203,7 +212,7 @@ async function ingestOnce(base: string, file: string, run: number, n: number, ex
       const active = (await map.stats()).active;
       if (active !== expect.distinct) throw new Error(`bench: ${active} grants, expected ${expect.distinct}`);
     }
-    return (n * 1000) / ms;
+    return { rate: (n * 1000) / ms, txns };
   } finally {
     await fw.stop();
     await map.close();
@@ -269,6 +278,7 @@ export async function benchIngest(opts: { quick?: boolean } = {}): Promise<Bench
     let bestRegex = 0;
     let bestIngest = 0;
     let bestNoStore = 0;
+    let txns = 0;
     for (let round = 0; round < 3; round++) {
       let t = performance.now();
       const counted = await baselineCount(file);
@@ -278,8 +288,12 @@ export async function benchIngest(opts: { quick?: boolean } = {}): Promise<Bench
       const r = await baselineRegex(file, wholeLine);
       bestRegex = Math.max(bestRegex, (n * 1000) / (performance.now() - t));
       if (r.lines !== n || r.matches !== logins) throw new Error(`bench: regex baseline saw ${r.lines} lines / ${r.matches} logins, expected ${n} / ${logins}`);
-      bestIngest = Math.max(bestIngest, await ingestOnce(base, file, round, n, { logins, distinct }));
-      bestNoStore = Math.max(bestNoStore, await ingestOnce(base, file, round, n, { logins, distinct }, false));
+      const withStore = await ingestOnce(base, file, round, n, { logins, distinct });
+      if (withStore.rate > bestIngest) {
+        bestIngest = withStore.rate;
+        txns = withStore.txns;
+      }
+      bestNoStore = Math.max(bestNoStore, (await ingestOnce(base, file, round, n, { logins, distinct }, false)).rate);
     }
     const ratio = bestIngest / bestRegex;
     results.push({
@@ -291,7 +305,9 @@ export async function benchIngest(opts: { quick?: boolean } = {}): Promise<Bench
       target: `>= ${INGEST_TARGET.toLocaleString('en-US')} lines/s and >= ${REGEX_RATIO_TARGET * 100}% of baseline`,
       pass: bestIngest >= INGEST_TARGET && ratio >= REGEX_RATIO_TARGET,
       notes:
-        `relaygate: FileWatch → tailer (reads up to 4 MiB, lines without a needle never decoded) → LineParser (rfc3339 + dovecot) → LoginRecorder → LMDB, one transaction per batch with its position, fresh store opened inside the timing; ` +
+        `relaygate: FileWatch → tailer (reads up to 4 MiB, lines without a needle never decoded) → LineParser (rfc3339 + dovecot) → LoginRecorder → LMDB, fresh store opened inside the timing; ` +
+        `each batch's grants and position in one (child) transaction, up to ${PIPELINE} batches in flight (the next chunk is parsed while one commits; each commits only after the one before it), ` +
+        `${txns} LMDB write transactions in the best run (lmdb-js runs batches queued behind a commit in one); ` +
         `read + count newlines alone: ${Math.round(bestCount).toLocaleString('en-US')} lines/s (relaygate at ${((bestIngest / bestCount) * 100).toFixed(0)}% of it); best of 3 rounds each`,
     });
 
@@ -303,7 +319,8 @@ export async function benchIngest(opts: { quick?: boolean } = {}): Promise<Bench
       ratio: bestNoStore / bestRegex,
       notes:
         `tailer + LineParser + LoginRecorder with a map that stores nothing: relaygate's own hot path. ` +
-        `Per ${label} lines: ${((n / bestNoStore) * 1000).toFixed(0)} ms here, ${((n / bestIngest) * 1000).toFixed(0)} ms with LMDB: the store's share is ${(((n / bestIngest - n / bestNoStore) / (n / bestIngest)) * 100).toFixed(0)}% (${logins.toLocaleString('en-US')} logins, each a read and 3 writes, one transaction per batch)`,
+        `Per ${label} lines: ${((n / bestNoStore) * 1000).toFixed(0)} ms here, ${((n / bestIngest) * 1000).toFixed(0)} ms with LMDB: the store's share is ${(((n / bestIngest - n / bestNoStore) / (n / bestIngest)) * 100).toFixed(0)}% ` +
+        `(${logins.toLocaleString('en-US')} logins: per distinct IP of a batch one read, one grant write and, when its expiry moved, an index remove + put, ~1 µs each on the main thread, where lmdb-js runs transaction callbacks)`,
     });
 
     const lat = await latency(base, appends);

@@ -25,13 +25,13 @@ export const ERROR_CATALOG = {
     exit: 78,
   },
   RG_ERR_STORE_OPEN: {
-    summary: 'The access map could not be opened (data directory missing, unwritable, or corrupt).',
-    fix: 'Check `data_dir` / `[store] path` exists and is writable by the relaygate user; if the files are corrupt, move them aside and restart (grants are re-learned from the next logins).',
+    summary: 'The access map could not be opened (data directory missing, unwritable, or corrupt; Redis unreachable, refusing the password, or holding foreign keys).',
+    fix: 'LMDB: check `data_dir` / `[store] path` exists and is writable by the relaygate user; if the files are corrupt, move them aside and restart (grants are re-learned from the next logins). Redis: start it, or correct `[store] url` (host, port, password) or `key_prefix` as the message says.',
     exit: 73,
   },
   RG_ERR_STORE_IO: {
-    summary: 'A read or write of the access map failed at run time; decisions answer 4xx meanwhile.',
-    fix: 'Look at the logged cause (disk full, permissions, map size); free space or raise `[store] map_size`.',
+    summary: 'A read or write of the access map failed at run time (or Redis did not answer within `[store] timeout`); decisions answer 4xx meanwhile.',
+    fix: 'Look at the logged cause (disk full, permissions, map size; Redis down or unreadable record); free space or raise `[store] map_size`, bring Redis back (relaygate reconnects by itself), or `relaygate map del IP` an unreadable grant.',
     exit: 74,
   },
   RG_ERR_TABLE_TYPE: {
@@ -68,6 +68,21 @@ export const ERROR_CATALOG = {
     summary: 'A SASL backend for SMTP AUTH is misconfigured (unknown backend, passwd-file missing or unreadable, bad socket path or host:port).',
     fix: 'Correct `[auth]` backend and path: passwd-file needs a readable file, dovecot an absolute unix socket path or host:port, saslauthd the absolute path of its mux socket.',
     exit: 78,
+  },
+  RG_ERR_POSTMAP: {
+    summary: 'The Postfix table export is enabled but postmap is missing or not executable.',
+    fix: 'Install Postfix (Debian: `apt-get install postfix`), or set `[export] postmap` to its postmap binary, or remove `[export] table`.',
+    exit: 69,
+  },
+  RG_ERR_EXPORT_TABLE: {
+    summary: 'The Postfix table of `[export] table` cannot be built at start-up (type not in `postconf -m`, directory not writable, or postmap failed).',
+    fix: 'Read postmap\'s message in the error: install the type\'s package (postfix-lmdb, postfix-cdb), make the directory writable, or set `[export] config_directory` to the directory holding main.cf.',
+    exit: 73,
+  },
+  RG_ERR_RPCBIND: {
+    summary: 'The DRAC server could not register with the local portmapper (`[drac] rpcbind = true`).',
+    fix: 'Start rpcbind (`systemctl start rpcbind`) or stop the program holding RPC program 900101 (`rpcinfo -p`, e.g. an old rpc.dracd); or set `[drac] rpcbind = "auto"` and give DRAC clients a fixed port.',
+    exit: 69,
   },
   RG_ERR_INTERNAL: {
     summary: 'An unexpected internal error; the affected request is answered 4xx and the daemon goes on.',

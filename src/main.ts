@@ -12,11 +12,13 @@ import { checkCommand } from './cli/check.ts';
 import { mapCommand } from './cli/map.ts';
 import { configCheckCommand, configShowCommand } from './cli/config.ts';
 import { testLogCommand } from './cli/test-log.ts';
+import { reportCommand } from './cli/report.ts';
+import { VERSION } from './version.ts';
 
 export function buildProgram(): Command {
   const program = new Command('relaygate')
     .description('Decides who may relay mail: POP-before-SMTP grants and SMTP AUTH in one engine.')
-    .version('0.1.0')
+    .version(VERSION)
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
 
@@ -86,6 +88,15 @@ export function buildProgram(): Command {
     .addOption(configOpt())
     .option('--json', 'print JSON')
     .action(async (opts) => mapCommand('stats', undefined, opts));
+
+  program
+    .command('report')
+    .description('who still relays on POP-before-SMTP (user, last use, count, client IPs, SMTP AUTH use, sunset)')
+    .addOption(configOpt())
+    .option('--days <n>', 'look back this many days', '30')
+    .option('--all', 'every user with every relay method (SASL, POP-before-SMTP, mynetworks)')
+    .option('--json', 'print JSON')
+    .action(async (opts) => reportCommand(opts));
 
   const config = program.command('config').description('validate or show the configuration');
   config

@@ -44,6 +44,8 @@ export interface SaslBackend {
   /** Never throws. Failures of the backend itself (down, timeout, garbage) are `tempfail`. */
   authenticate(req: AuthRequest): Promise<AuthResult>;
   /** Releases sockets, watchers, timers and worker threads; later authenticate() calls answer tempfail. */
+  /** re-reads what the backend reads from files (SIGHUP); resolves false when that failed (the old data stays) */
+  reload?(): Promise<boolean>;
   close(): Promise<void>;
 }
 

@@ -9,6 +9,24 @@ import { formatDuration } from './duration.ts';
 const DURATION_KEYS = new Set(['grace', 'sweep_interval', 'relayhost_timeout', 'idle_timeout', 'greeting_delay', 'timeout', 'throttle_window', 'throttle_lockout']);
 
 const SECRET_KEYS = /pass|secret|token|key$/;
+/** Settings whose whole value is secret: push_key, and every secret in [feed] keys (the feeder ids stay visible). */
+const SECRET_SETTINGS: Record<string, (v: unknown) => string> = {
+  push_key: () => '"[redacted]"',
+  'feed.keys': (v) => `{ ${Object.keys(v as Record<string, unknown>).map((id) => `${id} = "[redacted]"`).join(', ')} }`,
+};
+
+/** A URL's password (`redis://:secret@host`, push_to URLs) is a secret too. */
+function withoutUrlPassword(s: string): string {
+  if (!/^[a-z][a-z0-9+.-]*:\/\/[^/@\s]*:[^/@\s]*@/i.test(s)) return s;
+  try {
+    const u = new URL(s);
+    if (u.password === '') return s;
+    u.password = '***';
+    return u.toString();
+  } catch {
+    return s;
+  }
+}
 
 function tomlValue(key: string, value: unknown): string {
   if (DURATION_KEYS.has(key) && typeof value === 'number') return JSON.stringify(formatDuration(value));
@@ -18,7 +36,7 @@ function tomlValue(key: string, value: unknown): string {
     return `{ ${parts.join(', ')} }`;
   }
   if (Array.isArray(value)) return `[${value.map((v) => tomlValue('', v)).join(', ')}]`;
-  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'string') return JSON.stringify(withoutUrlPassword(value));
   return String(value);
 }
 
@@ -41,7 +59,7 @@ export function showConfig(config: Config, all = false): string {
   const lines: string[] = [];
   for (const [k, v] of flatten(config)) {
     if (!all && JSON.stringify(defaults.get(k)) === JSON.stringify(v)) continue;
-    lines.push(`${k} = ${tomlValue(k.split('.').pop()!, v)}`);
+    lines.push(`${k} = ${Object.hasOwn(SECRET_SETTINGS, k) ? SECRET_SETTINGS[k]!(v) : tomlValue(k.split('.').pop()!, v)}`);
   }
   for (const [table, rows] of [['watch', config.watch], ['listen', config.listen]] as const) {
     for (const w of rows) {

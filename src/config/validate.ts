@@ -3,15 +3,22 @@
 // pass a file that `relaygate run` would then refuse. Every problem is collected; nothing is started.
 // Security: a configuration that would make relaygate an open relay (a relay list with no reject) is an error.
 
+import { sunsetProblems, type SunsetOptions } from '../engine/sunset.ts';
 import { isRelaygateError } from '../errors.ts';
 import { CidrSet } from '../net/index.ts';
 import { createEngine } from '../engine/index.ts';
 import { silentLogger } from '../log/logger.ts';
 import { where, invalid, type LoadedConfig } from './load.ts';
-import type { WatchConfig } from './schema.ts';
+import type { Config, WatchConfig } from './schema.ts';
 import { FORMATS } from '../sources/formats/index.ts';
 import { compileCustomPattern } from '../sources/parser.ts';
-import { gatewayConfigProblems } from '../frontends/smtp/endpoints.ts';
+import { gatewayConfigProblems, parseEndpoint } from '../frontends/smtp/endpoints.ts';
+import { storeConfigProblems } from '../store/config.ts';
+import { httpFeedConfigProblems } from '../feeds/http-feed.ts';
+import { pushConfigProblems } from '../push/index.ts';
+import { feedConfigProblems } from '../feeds/config.ts';
+import { exportConfigProblems } from '../export/config.ts';
+import { policyEngineOptions, policyRestrictionProblems, postfixFrontendProblems } from '../frontends/postfix/config.ts';
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 
@@ -48,6 +55,8 @@ export async function validateConfig(loaded: LoadedConfig): Promise<NetworkSets>
   } catch (err) {
     problems.push(...detailLines(err, ['relay_restrictions'], text, true));
   }
+  problems.push(...sunsetProblems(sunsetOptions(config)));
+  problems.push(...httpProblems(config));
   config.watch.forEach((w, i) => problems.push(...watchProblems(w, i, text)));
   // One position per file: two [[watch]] tables on the same path would overwrite each other's position.
   const seen = new Map<string, number>();
@@ -60,6 +69,20 @@ export async function validateConfig(loaded: LoadedConfig): Promise<NetworkSets>
   });
   if (config.watch.filter((w) => w.stdin === true).length > 1) problems.push('watch: more than one [[watch]] reads stdin');
   problems.push(...gatewayConfigProblems(config));
+  problems.push(...storeConfigProblems(config.store, text)); // [store]: type = "redis" needs a url, a password off loopback, ...
+  problems.push(...httpFeedConfigProblems(config), ...pushConfigProblems(config)); // [feed] and push_*: signed HTTP feed, both sides
+  problems.push(...feedConfigProblems(config)); // [drac], [whoson]: addresses, allow lists, loopback-only default
+  problems.push(...exportConfigProblems(config.export, text)); // [export]: table syntax and type, directories
+  problems.push(...postfixFrontendProblems(config, text)); // [policy], [socketmap]: addresses, clients, actions, map names
+  if (config.policy.listen !== undefined) {
+    // the policy service's own list, compiled as the daemon will (ends in DUNNO; a bare permit is refused)
+    try {
+      const opts = policyEngineOptions(config, { mynetworks: sets.mynetworks ?? new CidrSet([]), grants: { lookup: async () => undefined }, clock: () => Date.now(), logger: silentLogger() });
+      await (await createEngine(opts)).close();
+    } catch (err) {
+      problems.push(...policyRestrictionProblems(err, text));
+    }
+  }
   if (problems.length > 0) throw invalid(loaded.file ?? '(built-in defaults)', problems);
   return { mynetworks: sets.mynetworks!, neverAuthorize: sets.never_authorize! };
 }
@@ -109,4 +132,28 @@ function locate(detail: string, text: string): string {
   if (!m) return detail;
   const line = where([m[1]!], text);
   return line === m[1] ? detail : `${line}${detail.slice(m[1]!.length)}`;
+}
+
+/** The sunset settings of a configuration, as the engine's SunsetPolicy takes them. */
+export function sunsetOptions(config: Config): SunsetOptions {
+  return {
+    entries: config.pop_before_smtp_sunset,
+    text: config.pop_before_smtp_sunset_text,
+    header: config.pop_before_smtp_sunset_header,
+  };
+}
+
+/** [http]: an IP literal and port, and a valid allow list. */
+function httpProblems(config: Config): string[] {
+  const out: string[] = [];
+  if (config.http.listen !== undefined) {
+    const ep = parseEndpoint(config.http.listen, { allowPortZero: true });
+    if (typeof ep === 'string') out.push(`http.listen: ${JSON.stringify(config.http.listen)}: ${ep}`);
+  }
+  try {
+    new CidrSet(config.http.allow, 'http.allow');
+  } catch (err) {
+    out.push(`http.allow: ${(err as Error).message}`);
+  }
+  return out;
 }

@@ -14,6 +14,7 @@ import { LookupFailure, type Reply } from './outcome.ts';
 import type { DecisionRequest, GrantLookup, Stage, TraceEntry } from './types.ts';
 import type { CidrSet } from '../net/index.ts';
 import type { Logger } from '../log/logger.ts';
+import type { SunsetHit, SunsetPolicy } from './sunset.ts';
 
 /** What every compiled restriction may use; built once by createEngine. */
 export interface EngineEnv {
@@ -23,6 +24,7 @@ export interface EngineEnv {
   readonly senderLoginMaps: readonly LookupTable[];
   readonly grants: GrantLookup;
   readonly logger: Logger;
+  readonly sunset: SunsetPolicy | undefined;
 }
 
 /** A remembered reply for defer_if_permit / defer_if_reject, with the entry that armed it. */
@@ -59,6 +61,8 @@ export class RequestContext {
   deferIfPermit: ArmedReply | undefined = undefined;
   deferIfReject: ArmedReply | undefined = undefined;
   sideLines: SideLine[] | undefined = undefined;
+  /** the sunset entry that applied to the grant: before its date a notice, after it the grant was ignored */
+  sunset: { readonly hit: SunsetHit; readonly ended: boolean } | undefined = undefined;
 
   private senderParsed: ParsedAddress | null | undefined = undefined;
   private recipientParsed: ParsedAddress | null | undefined = undefined;

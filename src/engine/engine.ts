@@ -22,7 +22,9 @@ import { DomainList } from './domains.ts';
 import { LookupFailure, replyString, safe, temporaryLookupFailure, type Outcome, type Reply } from './outcome.ts';
 import type { RestrictionDef, StepFn } from './restriction.ts';
 import { POSTFIX_ONLY, RESTRICTIONS, RESTRICTIONS_BY_NAME } from './restrictions/index.ts';
-import type { Decision, DecisionRequest, Engine, EngineOptions, Stage, TraceEntry } from './types.ts';
+import type { Decision, DecisionRequest, Engine, EngineOptions, RelayMethod, Stage, TraceEntry, UsageSink } from './types.ts';
+import { plainAddress, type SunsetPolicy } from './sunset.ts';
+import { metrics } from '../metrics/metrics.ts';
 
 interface Step {
   readonly name: string;
@@ -54,6 +56,8 @@ interface Final {
   readonly by: string | null;
   /** for a permit: what the deciding restriction said (grant user, network, ...) */
   readonly detail: string | undefined;
+  /** a lookup failure or internal error decided (Decision.failed) */
+  readonly failed?: boolean;
 }
 
 export async function createEngine(opts: EngineOptions): Promise<Engine> {
@@ -93,7 +97,8 @@ export async function createEngine(opts: EngineOptions): Promise<Engine> {
     if (err !== undefined) problems.push(`sender_login_maps: entry ${i + 1} ${JSON.stringify(spec)}: ${err}`);
   });
 
-  checkRelayCanRefuse(lists.relay_restrictions, problems);
+  const listEnd = opts.listEnd ?? 'permit';
+  checkRelayCanRefuse(lists.relay_restrictions, problems, listEnd);
   if (opts.senderLoginMaps.length === 0) {
     for (const [name, list] of Object.entries(lists)) {
       for (const e of list) {
@@ -120,7 +125,9 @@ export async function createEngine(opts: EngineOptions): Promise<Engine> {
     senderLoginMaps: opts.senderLoginMaps.map((s) => tables.get(s)!),
     grants: opts.grants,
     logger: opts.logger,
+    sunset: opts.sunset !== undefined && opts.sunset.size > 0 ? opts.sunset : undefined,
   };
+  const usage = opts.usage;
   const compile = (list: ParsedEntry[]): Step[] =>
     list.map((e) => {
       const display = e.arg === undefined ? e.def!.name : `${e.def!.name} ${e.arg}`;
@@ -146,16 +153,21 @@ export async function createEngine(opts: EngineOptions): Promise<Engine> {
       } catch (err) {
         // evaluate() catches per restriction; this is a bug elsewhere (or a bad stage): still answer 4xx.
         opts.logger.error({ err, client_ip: ctx.ip ?? null, stage: req.stage }, `engine: internal error: ${errorText(err)}`);
-        final = { action: 'defer', reply: INTERNAL_ERROR, by: null, detail: undefined };
+        final = { action: 'defer', reply: INTERNAL_ERROR, by: null, detail: undefined, failed: true };
       }
-      const decision = new EngineDecision(ctx, final);
+      // With listEnd 'dunno' the end of the list is no verdict: the caller says DUNNO and Postfix decides.
+      const dunnoEnd = listEnd === 'dunno' && final.action === 'permit' && final.by === null;
+      const decision = new EngineDecision(ctx, final, dunnoEnd, env.sunset);
+      if (usage !== undefined && final.action === 'permit' && !dunnoEnd && req.stage === 'rcpt' && ctx.ip !== undefined) noteUsage(usage, ctx, final.by);
+      metrics.countDecision(req.stage, final.by === null ? 'end_of_list' : final.by.split(' ', 1)[0]!, dunnoEnd ? 'dunno' : final.action);
       const logger = opts.logger;
-      if (logger.isLevelEnabled('info')) {
+      const level = dunnoEnd ? 'debug' : 'info';
+      if (logger.isLevelEnabled(level)) {
         const base = { client_ip: ctx.ip ?? printable(ctx.rawIp), stage: req.stage };
         if (ctx.sideLines !== undefined) {
           for (const s of ctx.sideLines) logger.info({ ...base, action: s.kind, restriction: s.restriction }, decisionLine(s.kind, lineFields(ctx), s.what));
         }
-        logger.info({ ...base, action: final.action, restriction: final.by, code: final.reply?.code ?? null, dsn: final.reply?.dsn ?? null }, decision.logLine);
+        logger[level]({ ...base, action: dunnoEnd ? 'dunno' : final.action, restriction: final.by, code: final.reply?.code ?? null, dsn: final.reply?.dsn ?? null }, decision.logLine);
       }
       return decision;
     },
@@ -209,6 +221,13 @@ async function evaluate(ctx: RequestContext, steps: readonly Step[]): Promise<Fi
           ctx.addSideLine({ kind: 'reject_warning', what: reply, restriction: step.display });
           break;
         }
+        // After its sunset date a grant no longer counts: the relay denial tells the user what to change.
+        if (ctx.sunset?.ended === true && step.name === 'reject_unauth_destination' && out.reply.code >= 500) {
+          const sunsetReply = ctx.env.sunset!.reply(ctx.sunset.hit);
+          trace.push({ restriction: step.display, result: 'REJECT', detail: `pop_before_smtp_sunset ${safe(ctx.sunset.hit.key)} ${ctx.sunset.hit.date}: ${replyString(sunsetReply)}` });
+          if (ctx.deferIfReject !== undefined) return { action: 'defer', reply: ctx.deferIfReject.reply, by: step.display, detail: undefined };
+          return { action: 'reject', reply: sunsetReply, by: step.display, detail: undefined };
+        }
         const temporary = out.reply.code < 500;
         trace.push({ restriction: step.display, result: temporary ? 'DEFER' : 'REJECT', detail: out.detail === undefined ? reply : `${safe(out.detail)}: ${reply}` });
         if (!temporary && ctx.deferIfReject !== undefined) {
@@ -219,7 +238,7 @@ async function evaluate(ctx: RequestContext, steps: readonly Step[]): Promise<Fi
       case 'fail':
         trace.push({ restriction: step.display, result: 'DEFER', detail: safe(out.detail) });
         ctx.env.logger.warn({ client_ip: ctx.ip ?? null, stage: ctx.stage, restriction: step.display }, `${step.name}: ${safe(out.detail)}`);
-        return { action: 'defer', reply: out.reply, by: step.display, detail: undefined };
+        return { action: 'defer', reply: out.reply, by: step.display, detail: undefined, failed: true };
       case 'defer_if_permit':
       case 'defer_if_reject': {
         const reply = replyString(out.reply);
@@ -239,6 +258,32 @@ async function evaluate(ctx: RequestContext, steps: readonly Step[]): Promise<Fi
   }
   // Off the end of the list: permit (Postfix), unless defer_if_permit was armed.
   return permitOrDeferred(ctx, null, undefined);
+}
+
+const METHOD_BY_RESTRICTION: ReadonlyMap<string, RelayMethod> = new Map([
+  ['permit_sasl_authenticated', 'sasl'],
+  ['permit_pop_before_smtp', 'pop'],
+  ['permit_mynetworks', 'mynetworks'],
+]);
+
+/** Hands a permitted RCPT to the usage log when one of the three relay methods decided it. */
+function noteUsage(usage: UsageSink, ctx: RequestContext, by: string | null): void {
+  if (by === null) return;
+  const method = METHOD_BY_RESTRICTION.get(by);
+  if (method === undefined) return;
+  const ip = ctx.ip!;
+  let user: string;
+  if (method === 'sasl') user = ctx.saslUser ?? `[${ip}]`;
+  else {
+    const login = method === 'pop' ? ctx.knownGrant?.user : undefined;
+    const sender = plainAddress(ctx.sender());
+    user = login ?? (sender ? `<${sender}>` : `[${ip}]`);
+  }
+  try {
+    usage.note({ method, user, ip, at: ctx.now });
+  } catch (err) {
+    ctx.env.logger.warn({ event: 'usage_error', err }, `usage log: ${errorText(err)}`);
+  }
 }
 
 function permitOrDeferred(ctx: RequestContext, by: string | null, detail: string | undefined): Final {
@@ -278,11 +323,15 @@ class EngineDecision implements Decision {
   readonly decidedBy: string | null;
   readonly trace: readonly TraceEntry[];
   readonly grant?: Grant;
+  readonly failed?: boolean;
+  readonly headers?: readonly string[];
+  readonly sunset?: { readonly key: string; readonly date: string; readonly state: 'notice' | 'ended' };
   #ctx: RequestContext;
   #detail: string | undefined;
+  #dunnoEnd: boolean;
   #line: string | undefined = undefined;
 
-  constructor(ctx: RequestContext, final: Final) {
+  constructor(ctx: RequestContext, final: Final, dunnoEnd = false, sunset?: SunsetPolicy) {
     this.action = final.action;
     this.code = final.reply?.code ?? null;
     this.dsn = final.reply?.dsn ?? null;
@@ -291,15 +340,26 @@ class EngineDecision implements Decision {
     this.trace = ctx.trace;
     const g = ctx.knownGrant;
     if (g !== undefined) this.grant = g;
+    if (final.failed === true) this.failed = true;
+    const s = ctx.sunset;
+    if (s !== undefined) {
+      this.sunset = { key: s.hit.key, date: s.hit.date, state: s.ended ? 'ended' : 'notice' };
+      const h = !s.ended && final.action === 'permit' ? sunset?.headerLine(s.hit) : undefined;
+      if (h !== undefined) this.headers = [h];
+    }
     this.#ctx = ctx;
     this.#detail = final.detail;
+    this.#dunnoEnd = dunnoEnd;
   }
 
   get logLine(): string {
     if (this.#line === undefined) {
       let kind: DecisionLineKind;
       let what: string;
-      if (this.action === 'permit') {
+      if (this.#dunnoEnd) {
+        kind = 'dunno';
+        what = 'end of list';
+      } else if (this.action === 'permit') {
         kind = 'permit';
         what = this.decidedBy === null ? LIST_END[this.#ctx.stage] : this.#detail === undefined ? this.decidedBy : `${this.decidedBy} ${this.#detail}`;
       } else {
@@ -312,8 +372,14 @@ class EngineDecision implements Decision {
   }
 
   toJSON(): Decision {
-    const { action, code, dsn, text, decidedBy, trace, grant, logLine } = this;
-    return grant === undefined ? { action, code, dsn, text, decidedBy, trace, logLine } : { action, code, dsn, text, decidedBy, trace, grant, logLine };
+    const { action, code, dsn, text, decidedBy, trace, grant, logLine, headers, sunset } = this;
+    return {
+      action, code, dsn, text, decidedBy, trace,
+      ...(grant === undefined ? {} : { grant }),
+      logLine,
+      ...(headers === undefined ? {} : { headers }),
+      ...(sunset === undefined ? {} : { sunset }),
+    };
   }
 }
 
@@ -380,7 +446,20 @@ function unknownName(name: string, list: ListName): string {
  * unconditional `permit` runs before every reject, or whose only reject is muted by warn_if_reject:
  * each of those is an open relay.
  */
-function checkRelayCanRefuse(list: readonly ParsedEntry[], problems: string[]): void {
+function checkRelayCanRefuse(list: readonly ParsedEntry[], problems: string[], listEnd: 'permit' | 'dunno'): void {
+  if (listEnd === 'dunno') {
+    // The caller's MTA decides after a DUNNO, so no reject is needed; a `permit` before any refusal would
+    // answer OK to every request — an open relay through Postfix.
+    const firstRefuser = list.findIndex((e) => e.def?.refusesRelay === true);
+    const end = firstRefuser === -1 ? list.length : firstRefuser;
+    const permitAll = list.findIndex((e, i) => i < end && e.def?.name === 'permit');
+    if (permitAll !== -1) {
+      problems.push(
+        `relay_restrictions: entry ${permitAll + 1} "permit" answers OK to every request${firstRefuser === -1 ? '' : ` before "${list[firstRefuser]!.def!.name}" can refuse any`}, so Postfix would relay for anyone; remove it`,
+      );
+    }
+    return;
+  }
   let firstRefusal = -1;
   for (let i = 0; i < list.length; i++) {
     const e = list[i]!;

@@ -11,6 +11,7 @@ import type { Grant } from '../store/types.ts';
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../log/logger.ts';
 import type { LookupTable } from '../tables/index.ts';
+import type { SunsetPolicy } from './sunset.ts';
 
 /** `mail` runs sender_restrictions (MAIL FROM), `rcpt` runs relay_restrictions (RCPT TO). */
 export type Stage = 'mail' | 'rcpt';
@@ -57,6 +58,32 @@ export interface Decision {
   readonly grant?: Grant;
   /** the Postfix-shaped line the engine logged for this decision */
   readonly logLine: string;
+  /**
+   * true when the verdict is a failure — a lookup that could not be answered (store, table) or an internal
+   * error — rather than a restriction's own reply; front ends with their own temporary action use it
+   * (the policy service's tempfail_action). Always a defer.
+   */
+  readonly failed?: boolean;
+  /** header lines (no CRLF) the front end should add to the message: the sunset notice */
+  readonly headers?: readonly string[];
+  /** the POP-before-SMTP sunset entry that applied to this client's grant */
+  readonly sunset?: { readonly key: string; readonly date: string; readonly state: 'notice' | 'ended' };
+}
+
+/** How a relayed recipient was allowed: what the migration report counts. */
+export type RelayMethod = 'sasl' | 'pop' | 'mynetworks';
+
+/** One permitted relay decision, as the usage log records it. */
+export interface UsageEvent {
+  readonly method: RelayMethod;
+  /** SASL user, the grant's login, or `<sender>` / `[ip]` when the grant has no user (DRAC) */
+  readonly user: string;
+  readonly ip: string;
+  readonly at: number;
+}
+
+export interface UsageSink {
+  note(e: UsageEvent): void;
 }
 
 export interface GrantLookup {
@@ -77,6 +104,18 @@ export interface EngineOptions {
   readonly grants: GrantLookup;
   readonly clock: Clock;
   readonly logger: Logger;
+  /**
+   * What running off the end of the relay list means to the caller. 'permit' (default; Postfix smtpd): the
+   * list must be able to refuse. 'dunno' (the Postfix policy service): the caller answers DUNNO and Postfix's
+   * own restrictions after check_policy_service (reject_unauth_destination) decide, so the list need not
+   * refuse; an unconditional `permit` in it is still refused (every request OK = an open relay through
+   * Postfix). The end-of-list decision is then logged at debug as `dunno:` (Postfix logs the final verdict).
+   */
+  readonly listEnd?: 'permit' | 'dunno';
+  /** POP-before-SMTP sunset dates per domain or user (pop_before_smtp_sunset) */
+  readonly sunset?: SunsetPolicy | undefined;
+  /** receives every permitted RCPT decision's method and user (the daemon's usage log; not `check`) */
+  readonly usage?: UsageSink | undefined;
   /** how table specs are opened; defaults to the tables registry (tests inject failing tables) */
   readonly openTable?: (spec: string) => Promise<LookupTable>;
 }

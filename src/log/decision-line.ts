@@ -8,7 +8,8 @@
 
 import { angle, clientLabel, printable } from './format.ts';
 
-export type DecisionLineKind = 'reject' | 'permit' | 'reject_warning' | 'warn';
+/** `dunno`: a policy-service list ran out (logged at debug; Postfix's own restrictions decide). */
+export type DecisionLineKind = 'reject' | 'permit' | 'reject_warning' | 'warn' | 'dunno';
 
 export interface DecisionLineFields {
   readonly stage: 'mail' | 'rcpt';

@@ -2,6 +2,7 @@
 // runs them; each writes only LoginEvents (and its own position) to the access map.
 // Security: see parser.ts (untrusted lines) and recorder.ts (only successful logins make grants).
 
+import type { SourceStats } from '../metrics/metrics.ts';
 import type { AccessMap } from '../store/index.ts';
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../log/logger.ts';
@@ -23,6 +24,8 @@ export interface SourceDeps {
 export interface RunningSource {
   readonly name: string;
   stop(): Promise<void>;
+  /** cumulative counts for /metrics (one row per followed file) */
+  stats(): SourceStats[];
 }
 
 /** The default prefix of each kind of source when [[watch]] does not name one. */
@@ -60,11 +63,19 @@ export async function startSources(watches: readonly WatchConfig[], deps: Source
           startAt: w.start_at,
         });
         await fw.start();
-        running.push({ name, stop: () => fw.stop() });
+        running.push({
+          name,
+          stop: () => fw.stop(),
+          stats: () => fw.files().map((f) => ({ source: f.file, format: w.format, lines: f.counters.lines, logins: f.logins.logins, grants: f.logins.granted })),
+        });
       } else if (w.journald === true) {
         const jw = new JournaldWatch({ watch: w, parser: parserFor(w, 'none')(), ...deps });
         await jw.start();
-        running.push({ name, stop: () => jw.stop() });
+        running.push({
+          name,
+          stop: () => jw.stop(),
+          stats: () => [{ source: name, format: w.format, lines: jw.counters.entries + jw.counters.skipped, logins: jw.loginCounters.logins, grants: jw.loginCounters.granted }],
+        });
       } else {
         const recorder = new LoginRecorder({ ...deps, source: `${w.format}:stdin`, trackLogout: w.track_logout });
         const sw = new StdinWatch(input as unknown as import('node:stream').Readable, parserFor(w, defaultPrefix(w))(), recorder, deps.clock, deps.logger);
@@ -74,6 +85,7 @@ export async function startSources(watches: readonly WatchConfig[], deps: Source
           stop: async () => {
             sw.close();
           },
+          stats: () => [{ source: `${w.format}:stdin`, format: w.format, lines: recorder.counters.lines, logins: recorder.counters.logins, grants: recorder.counters.granted }],
         });
       }
     }

@@ -91,6 +91,17 @@ export class LineParser {
     this.needles = this.patterns.every((p) => p.needle !== '') ? this.patterns.map((p) => p.needle) : undefined;
   }
 
+  /**
+   * `needles` without those only logout patterns need, for a reader that does not track logouts (a logout
+   * line then changes nothing): in a busy mail log the session ends are as many as the logins, and they
+   * need not even be decoded. A line that can match any other pattern still holds one of these.
+   */
+  needlesWithoutLogouts(): readonly string[] | undefined {
+    if (this.needles === undefined) return undefined;
+    const kept = this.patterns.filter((p) => p.kind !== 'logout').map((p) => p.needle);
+    return kept.length > 0 ? [...new Set(kept)] : this.needles;
+  }
+
   /** `now` resolves year-less timestamps and ages the two-line table. */
   parse(line: string, now: number): ParseResult {
     const p = this.prefix.parse(line, now);

@@ -38,6 +38,13 @@ interface OpenSession {
   readonly since: number;
 }
 
+/** One batch of parse results as the store will see it (LoginRecorder.collect). */
+export interface RecorderBatch {
+  readonly events: readonly LoginEvent[];
+  readonly lines: number;
+  readonly logins: number;
+}
+
 export interface RecorderCounters {
   lines: number;
   logins: number;
@@ -66,12 +73,20 @@ export class LoginRecorder {
 
   /** Records the logins among `results` and saves `state` in the same transaction. */
   async record(results: readonly ParseResult[], state?: Readonly<Record<string, unknown>>): Promise<void> {
+    await this.write(this.collect(results), state);
+  }
+
+  /**
+   * What `results` ask of the store: their LoginEvents. Session bookkeeping (track_logout) and the warnings
+   * happen here, once per batch, however often the batch is then written (file-watch.ts retries it).
+   */
+  collect(results: readonly ParseResult[]): RecorderBatch {
     const now = this.opts.clock();
     const events: LoginEvent[] = [];
-    this.counters.lines += results.length;
+    let logins = 0;
     for (const r of results) {
       if (r.kind === 'login') {
-        this.counters.logins++;
+        logins++;
         const at = r.time ?? now;
         events.push({ ip: r.ip, user: r.user, service: r.service, source: this.opts.source, at });
         if (r.userDropped) this.opts.logger.warn({ event: 'login_user_dropped', client_ip: r.ip, source: this.opts.source, why: r.userDropped }, `grant for ${r.ip} made without a user: ${r.userDropped}`);
@@ -90,12 +105,31 @@ export class LoginRecorder {
         this.opts.logger.warn({ event: 'login_bad_ip', source: this.opts.source, pattern: r.pattern, value: r.detail }, `a ${r.pattern} line carried no valid client address; ignored`);
       }
     }
-    if (events.length === 0 && state === undefined) return;
-    const out = await this.opts.map.recordMany(events, state);
-    for (const o of out) {
-      if (o.recorded) this.counters.granted++;
-      else this.counters.refused++;
+    return { events, lines: results.length, logins };
+  }
+
+  /**
+   * Writes a collected batch and `state` in one transaction; with `expect`, through the store's conditional
+   * write (AccessMap.recordManyIf: only if the store still holds that state), when it has one. The store's
+   * write is queued before the first await, so calls commit in call order. Lines and logins are counted
+   * once written: a batch the store refused is offered again.
+   */
+  async write(batch: RecorderBatch, state?: Readonly<Record<string, unknown>>, expect?: Readonly<Record<string, unknown>>): Promise<void> {
+    if (batch.events.length > 0 || state !== undefined) {
+      const map = this.opts.map;
+      if (expect !== undefined && map.recordManyIf !== undefined) {
+        const { recorded, refused } = await map.recordManyIf(batch.events, state ?? {}, expect);
+        this.counters.granted += recorded;
+        this.counters.refused += refused;
+      } else {
+        for (const o of await map.recordMany(batch.events, state)) {
+          if (o.recorded) this.counters.granted++;
+          else this.counters.refused++;
+        }
+      }
     }
+    this.counters.lines += batch.lines;
+    this.counters.logins += batch.logins;
   }
 
   private open(key: string, s: OpenSession): void {

@@ -24,6 +24,9 @@
 // - after switching to another file (rotation, truncation, a file appearing) a batch with no lines carries
 //   the new position, so a restart does not look for a file that is no longer needed.
 // - a batch that fails (onBatch throws) is offered again at the next wake: the in-memory position steps back.
+// - pipelining (`pipeline` > 1): the next chunk is read and parsed while earlier batches commit; batches are
+//   handed over in order, each with the position of the one before (`previous`), so the consumer can refuse
+//   to commit a batch whose predecessor failed; a failure steps back to where the failed batch began.
 // - speed: reads start at 64 KiB and grow to `chunkBytes` while catching up (fewer, larger batches); with
 //   `needles` (the parser's), lines holding none of them are found by a byte search and never decoded.
 //
@@ -54,6 +57,11 @@ export interface TailBatch {
   readonly lines: readonly string[];
   /** the position after these lines: save it together with what the lines produced */
   readonly position: TailPosition;
+  /**
+   * the position of the batch handed over before this one (the resume position, or undefined, for the
+   * first): what the consumer holds saved when every earlier batch committed
+   */
+  readonly previous: TailPosition | undefined;
   /** the file the lines came from (the rotated name when draining a rotated file) */
   readonly file: string;
 }
@@ -64,9 +72,19 @@ export interface TailerOptions {
   readonly resume?: TailPosition | undefined;
   /** where to begin without a saved position: the start (old lines are filtered by time later) or the end */
   readonly startAt?: 'start' | 'end';
-  /** called with each batch of lines, in order; the tailer waits for it before reading on. A throw makes
-   * the tailer offer the same lines again at the next wake. */
+  /**
+   * called with each batch of lines, in order; resolves once the batch's effects (and its position) are
+   * saved. A rejection makes the tailer offer the same lines again at the next wake.
+   */
   readonly onBatch: (batch: TailBatch) => Promise<void>;
+  /**
+   * how many batches may be in flight (handed over, not yet resolved); default 1: the tailer waits for
+   * each batch before reading on. More lets the next chunk be read and parsed while a batch commits, and
+   * then the consumer must (a) start saving a batch synchronously inside onBatch, so batches commit in the
+   * order they were handed over, and (b) refuse to save a batch when the position it holds is not the
+   * batch's `previous` (so after a failed batch no later one commits a position past the failed lines).
+   */
+  readonly pipeline?: number;
   readonly logger: Logger;
   /** fallback poll interval (default 1000 ms) */
   readonly pollMs?: number;
@@ -123,6 +141,10 @@ interface OpenFile {
 export class FileTailer {
   readonly path: string;
   private readonly opts: Required<Omit<TailerOptions, 'resume' | 'needles'>> & { resume: TailPosition | undefined };
+  /** batches handed over and not yet settled, oldest first; all of one file (see readToEnd) */
+  private readonly inflight: InFlight[] = [];
+  /** the position of the last batch handed over: the `previous` of the next one */
+  private handed: TailPosition | undefined;
   /** the needles as UTF-8 bytes; undefined: every line is handed over */
   private readonly needles: readonly Buffer[] | undefined;
   private current: OpenFile | undefined;
@@ -157,8 +179,10 @@ export class FileTailer {
       chunkBytes: 4 * 1024 * 1024,
       maxLineBytes: 16 * 1024,
       ...opts,
+      pipeline: Math.max(1, Math.floor(opts.pipeline ?? 1)),
       resume: opts.resume,
     };
+    this.handed = opts.resume;
     const needles = opts.needles;
     // a needle with a newline could never be inside one line: filtering would drop lines wrongly
     this.needles = needles && needles.length > 0 && needles.every((n) => n !== '' && !n.includes('\n')) ? needles.map((n) => Buffer.from(n, 'utf8')) : undefined;
@@ -455,8 +479,22 @@ export class FileTailer {
   /**
    * Reads complete lines to the end of the file and hands them over batch by batch (`final`: the file will
    * not grow any more, so an unterminated last line is complete). False when stopped before the end.
+   * Every batch handed over has settled when this returns (or throws): batches in flight never span files.
    */
   private async readToEnd(f: OpenFile, final: boolean): Promise<boolean> {
+    let ok: boolean;
+    try {
+      ok = await this.readLines(f, final);
+    } catch (err) {
+      // A read error with batches in flight: let them settle first (a failed one steps back itself).
+      await this.settle().catch(() => undefined);
+      throw err;
+    }
+    await this.settle();
+    return ok;
+  }
+
+  private async readLines(f: OpenFile, final: boolean): Promise<boolean> {
     const max = this.opts.maxLineBytes;
     for (;;) {
       if (this.stopped) return false;
@@ -469,7 +507,7 @@ export class FileTailer {
       } else if (bytesRead < (buf.length - held) / 8 && buf.length > this.minBuf) this.buf = Buffer.allocUnsafe(this.minBuf); // caught up
       if (bytesRead === 0) break;
       this.counters.bytes += bytesRead;
-      const before = { offset: f.offset, partial: f.partial, skipping: f.skipping, fingerprint: f.fingerprint, fpLen: f.fpLen };
+      const before = snapshot(f);
       // `data` starts at file offset f.offset: the held partial line, then what was just read.
       const end = held + bytesRead;
       const lines: string[] = [];
@@ -494,44 +532,67 @@ export class FileTailer {
         f.skipping = true;
         consumed = end;
       }
+      // The lines are strings now: the read buffer is free for the next read while this batch commits.
       f.partial = consumed < end ? Buffer.from(buf.subarray(consumed, end)) : EMPTY;
       f.offset += consumed;
       await this.refreshFingerprint(f);
-      if (complete > 0 || lines.length > 0 || f.announce) {
-        try {
-          await this.opts.onBatch({ lines, position: this.positionOf(f), file: f.name });
-        } catch (err) {
-          // Nothing is lost: step back so the same lines are offered again at the next wake.
-          Object.assign(f, before);
-          throw err;
-        }
-        f.announce = false;
-        this.counters.lines += Math.max(complete, lines.length);
-        this.counters.skipped += Math.max(0, complete - lines.length);
-      }
+      if (complete > 0 || lines.length > 0 || f.announce) await this.hand(f, lines, before, Math.max(complete, lines.length), Math.max(0, complete - lines.length));
     }
     if (final && (f.partial.length > 0 || f.skipping)) {
       const line = f.partial.length > 0 ? decodeLine(f.partial, 0, f.partial.length) : undefined;
-      const before = { offset: f.offset, partial: f.partial, skipping: f.skipping, fingerprint: f.fingerprint, fpLen: f.fpLen };
+      const before = snapshot(f);
       f.offset += f.partial.length;
       f.partial = EMPTY;
       f.skipping = false;
       await this.refreshFingerprint(f);
-      if (line !== undefined) {
-        try {
-          await this.opts.onBatch({ lines: [line], position: this.positionOf(f), file: f.name });
-        } catch (err) {
-          Object.assign(f, before);
-          throw err;
-        }
-        this.counters.lines++;
-      }
+      if (line !== undefined) await this.hand(f, [line], before, 1, 0);
     }
-    if (f.announce) {
-      await this.opts.onBatch({ lines: [], position: this.positionOf(f), file: f.name });
-      f.announce = false;
-    }
+    if (f.announce) await this.hand(f, [], snapshot(f), 0, 0);
     return true;
+  }
+
+  /**
+   * Hands one batch to the consumer. With `pipeline` > 1 it does not wait for the batch to commit, only
+   * for the oldest one once `pipeline` batches are in flight, so the next chunk is read and parsed while
+   * the previous batch commits; `settle()` deals with the outcomes in order.
+   */
+  private async hand(f: OpenFile, lines: string[], before: Snapshot, counted: number, skipped: number): Promise<void> {
+    const position = this.positionOf(f);
+    const previous = this.handed;
+    let done: Promise<void>;
+    try {
+      done = this.opts.onBatch({ lines, position, previous, file: f.name });
+    } catch (err) {
+      done = Promise.reject(err);
+    }
+    this.handed = position;
+    f.announce = false;
+    this.inflight.push({ outcome: done.then(() => undefined, (err: unknown) => ({ err })), f, before, previous, counted, skipped });
+    if (this.inflight.length >= this.opts.pipeline) await this.settle(this.inflight.length - this.opts.pipeline + 1);
+  }
+
+  /**
+   * Waits for the oldest `n` batches in flight (default: all), oldest first, and counts their lines. At the
+   * first failure it waits for every later batch too, steps back to where the failed batch began (the same
+   * lines are offered again at the next wake: nothing is lost) and throws. The later batches cannot have
+   * committed a position past the failed one's lines: each carries `previous`, the position the batch
+   * before it saved, and a consumer with pipeline > 1 must refuse to commit when that is not what it holds.
+   */
+  private async settle(n = Infinity): Promise<void> {
+    for (; n > 0 && this.inflight.length > 0; n--) {
+      const b = this.inflight[0]!;
+      const failed = await b.outcome;
+      if (failed !== undefined) {
+        const later = this.inflight.splice(0);
+        await Promise.all(later.map((x) => x.outcome));
+        Object.assign(b.f, b.before);
+        this.handed = b.previous;
+        throw failed.err;
+      }
+      this.inflight.shift();
+      this.counters.lines += b.counted;
+      this.counters.skipped += b.skipped;
+    }
   }
 
   /** Splits buf[start..lastNl] (lastNl is a newline) into lines; lines over maxLineBytes are cut. Returns how many. */
@@ -593,6 +654,24 @@ export class FileTailer {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** What a batch changes in an OpenFile: restored when the batch fails. */
+type Snapshot = Pick<OpenFile, 'offset' | 'partial' | 'skipping' | 'fingerprint' | 'fpLen' | 'announce'>;
+
+function snapshot(f: OpenFile): Snapshot {
+  return { offset: f.offset, partial: f.partial, skipping: f.skipping, fingerprint: f.fingerprint, fpLen: f.fpLen, announce: f.announce };
+}
+
+/** A batch handed over whose commit has not been waited for yet. */
+interface InFlight {
+  /** undefined when the batch committed; the error when it failed (never rejects) */
+  readonly outcome: Promise<{ err: unknown } | undefined>;
+  readonly f: OpenFile;
+  readonly before: Snapshot;
+  readonly previous: TailPosition | undefined;
+  readonly counted: number;
+  readonly skipped: number;
+}
 
 function newFile(fh: FileHandle, name: string, st: Stats, offset: number): OpenFile {
   return { fh, name, dev: st.dev, ino: st.ino, offset, partial: EMPTY, skipping: false, fingerprint: '', fpLen: 0, announce: false };

@@ -42,6 +42,12 @@ export type RecordResult =
  */
 export type RefusalReason = 'mynetworks' | 'never_authorize' | 'bad_ip' | 'bad_time' | 'stale';
 
+/** What a conditional batch (recordManyIf) did: logins recorded, logins refused (each refusal is logged). */
+export interface BatchOutcome {
+  readonly recorded: number;
+  readonly refused: number;
+}
+
 export interface MapStats {
   /** grants currently valid (unexpired at `now`) */
   readonly active: number;
@@ -67,6 +73,16 @@ export interface AccessMap {
    * are written in the same transaction, so a crash can neither lose nor repeat the batch.
    */
   recordMany(logins: readonly LoginEvent[], state?: Readonly<Record<string, unknown>>): Promise<RecordResult[]>;
+  /**
+   * Optional (a backend that has it lets a log watcher keep several batches in flight): recordMany, but
+   * only if every key of `expect` holds exactly that state (`undefined`: none) when the transaction runs;
+   * otherwise nothing is written and it rejects with RG_ERR_STORE_IO. The write is queued before the call
+   * returns, so batches handed over one after the other commit in that order. A tailer passes the position
+   * its previous batch saved: if that batch failed, no later batch can commit a position past its lines.
+   * Answers counts, not a grant per login: watchers only count (and building them cost ~5% of an ingest).
+   * Wrappers that do not pass it through must not offer it (a watcher then waits for each batch).
+   */
+  recordManyIf?(logins: readonly LoginEvent[], state: Readonly<Record<string, unknown>>, expect: Readonly<Record<string, unknown>>): Promise<BatchOutcome>;
   /** A source's saved state (file position, journald cursor), or undefined. */
   getState(key: string): Promise<unknown>;
   setState(key: string, value: unknown): Promise<void>;

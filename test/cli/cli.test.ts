@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, writeFile, rm, mkdir } from 'node:fs/promises';
+import { mkdtemp, writeFile, rm, mkdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -226,5 +226,6 @@ test('the installed binary entry point runs', async () => {
     child.on('close', (code) => res({ code, stdout, stderr: '' }));
   });
   assert.equal(r.code, 0);
-  assert.equal(r.stdout.trim(), '0.1.0');
+  const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+  assert.equal(r.stdout.trim(), pkg.version, 'src/version.ts is kept in step with package.json');
 });

@@ -13,7 +13,8 @@ import { systemClock } from '../../src/clock.ts';
 import { silentLogger } from '../../src/log/logger.ts';
 import { getFormat } from '../../src/sources/formats/index.ts';
 import { LineParser, compileCustomPattern } from '../../src/sources/parser.ts';
-import { FileWatch, globToRegExp, type FileWatchOptions } from '../../src/sources/file-watch.ts';
+import { FileWatch, globToRegExp, PIPELINE, type FileWatchOptions } from '../../src/sources/file-watch.ts';
+import { captureLogger } from '../store/contract.ts';
 import type { TailPosition } from '../../src/sources/tailer.ts';
 
 let dir: string;
@@ -206,4 +207,139 @@ test('a custom pattern (no needle): every line is parsed, the custom login recor
   assert.deepEqual(await counts(['192.0.2.51', '192.0.2.52']), { '192.0.2.51': 1, '192.0.2.52': 1 });
   assert.equal(w.files()[0]!.counters.skipped, 0);
   assert.equal(w.files()[0]!.logins.lines, 3);
+});
+
+// ---- a large backlog: batches in flight while earlier ones commit (AccessMap.recordManyIf) ----
+
+/** A log of several reads (of growing size): `n` IPs logging in three times each (~0.8 KB per IP), and noise. */
+async function backlog(f: string, n = 3000): Promise<{ ips: string[] }> {
+  const ips = Array.from({ length: n }, (_, i) => `10.77.${i >> 8}.${i & 255}`);
+  let text = '';
+  for (let round = 0; round < 3; round++) for (const ip of ips) text += login(ip, `u${ip}`) + noise();
+  await writeFile(f, text);
+  return { ips };
+}
+
+test('a backlog with a store that writes conditionally: batches overlap, a failed one is retried in order, every login once', async () => {
+  const f = join(dir, 'big.log');
+  const { ips } = await backlog(f);
+  const real = map;
+  let inFlight = 0;
+  let most = 0;
+  let calls = 0;
+  /** the positions committed, in commit order */
+  const saved: number[] = [];
+  // The real store, but slow to answer (the commit happened; only its news is late) and failing once, on
+  // the third batch, before writing anything.
+  const slow: AccessMap = Object.create(real) as AccessMap;
+  slow.recordManyIf = (logins, state, expect) => {
+    if (++calls === 3) return Promise.reject(new Error('MDB_MAP_FULL: Environment mapsize limit reached'));
+    most = Math.max(most, ++inFlight);
+    return real
+      .recordManyIf!(logins, state, expect)
+      .then((r) => {
+        saved.push((Object.values(state)[0] as TailPosition).offset);
+        return r;
+      })
+      .finally(async () => {
+        await sleep(15);
+        inFlight--;
+      });
+  };
+  const { logger, lines } = captureLogger();
+  const w = watchOf(f, { map: slow, logger, retryMs: { min: 20, max: 40 } });
+  await w.start();
+  await w.poll();
+  const [followed] = w.files();
+  assert.equal(followed!.counters.lines, 18000);
+  assert.ok(most > 1 && most <= PIPELINE, `batches in flight at once: ${most}`);
+  const c = await counts(ips);
+  assert.deepEqual(new Set(Object.values(c)), new Set([3]), 'each of the 9,000 logins recorded exactly once');
+  assert.equal(((await map.getState(`tail:${f}`)) as TailPosition).offset, (await stat(f)).size);
+  // The saved position only ever moved forward: no batch committed past the failed one's lines.
+  assert.deepEqual(saved, [...saved].sort((a, b) => a - b));
+  assert.equal(new Set(saved).size, saved.length);
+  // The failed batch is logged and retried; the batches already queued behind it failed only because of
+  // it (their conditional write found its position missing): retried once it was in, and not logged.
+  assert.equal(lines.filter((l) => l.event === 'watch_record_failed').length, 1, JSON.stringify(lines.filter((l) => l.event === 'watch_record_failed')));
+  assert.equal(followed!.logins.logins, 9000);
+  assert.equal(followed!.logins.granted, 9000);
+});
+
+test('a store without conditional writes (a wrapper): one batch at a time, every login once', async () => {
+  const f = join(dir, 'big.log');
+  const { ips } = await backlog(f);
+  let inFlight = 0;
+  let most = 0;
+  const plain: AccessMap = {
+    record: (l) => map.record(l),
+    async recordMany(logins, state) {
+      most = Math.max(most, ++inFlight);
+      try {
+        return await map.recordMany(logins, state);
+      } finally {
+        await sleep(5);
+        inFlight--;
+      }
+    },
+    getState: (k) => map.getState(k),
+    setState: (k, v) => map.setState(k, v),
+    lookup: (ip, now) => map.lookup(ip, now),
+    delete: (ip) => map.delete(ip),
+    list: (now) => map.list(now),
+    sweep: (now) => map.sweep(now),
+    stats: (now) => map.stats(now),
+    close: async () => undefined,
+  };
+  const w = watchOf(f, { map: plain });
+  await w.start();
+  await w.poll();
+  assert.equal(most, 1);
+  assert.deepEqual(new Set(Object.values(await counts(ips))), new Set([3]));
+  assert.equal(((await map.getState(`tail:${f}`)) as TailPosition).offset, (await stat(f)).size);
+});
+
+test('session ends are not even decoded without track_logout; with it they are parsed', async () => {
+  const f = join(dir, 'mail.log');
+  const logout = `${ts()} mx dovecot: imap(alice)<4242><s+xG7MtgZpV/AAAH>: Disconnected: Logged out in=10 out=20\n`;
+  await writeFile(f, login('192.0.2.61') + logout + noise());
+  const off = watchOf(f);
+  await off.start();
+  await off.poll();
+  assert.deepEqual([off.files()[0]!.counters.lines, off.files()[0]!.counters.skipped, off.files()[0]!.logins.logouts], [3, 2, 0]);
+  await off.stop();
+  await map.setState(`tail:${f}`, null); // not a position: read from the start (and expected as such)
+  const on = watchOf(f, { trackLogout: true });
+  await on.start();
+  await on.poll();
+  assert.deepEqual([on.files()[0]!.counters.skipped, on.files()[0]!.logins.logouts], [1, 1]);
+  // read twice on purpose (position reset): the login both times, and with track_logout its session end
+  // refreshes the grant (grace starts at logout)
+  assert.equal((await map.lookup('192.0.2.61'))?.count, 3);
+});
+
+test('stopped while batches are in flight, restarted: every login of the backlog exactly once', async () => {
+  const f = join(dir, 'big.log');
+  const { ips } = await backlog(f, 20_000); // ~16 MB: 64 KiB, 256 KiB, 1, 4, 4, 4 ... MiB reads
+  const real = map;
+  let handed = 0;
+  const slow: AccessMap = Object.create(real) as AccessMap;
+  slow.recordManyIf = (logins, state, expect) => {
+    handed++;
+    return real.recordManyIf!(logins, state, expect).then(async (r) => {
+      await sleep(30); // the commit is in; its news arrives late, so several batches are in flight
+      return r;
+    });
+  };
+  const first = watchOf(f, { map: slow });
+  await first.start();
+  await waitFor(() => handed >= 2, 5000, 'batches in flight');
+  await first.stop();
+  const pos = (await map.getState(`tail:${f}`)) as TailPosition;
+  assert.ok(pos.offset > 0 && pos.offset < (await stat(f)).size, `stopped part-way (at byte ${pos.offset})`);
+  const second = watchOf(f);
+  await second.start();
+  await second.poll();
+  assert.deepEqual(new Set(Object.values(await counts(ips))), new Set([3]), 'nothing lost, nothing twice');
+  assert.equal(((await map.getState(`tail:${f}`)) as TailPosition).offset, (await stat(f)).size);
 });

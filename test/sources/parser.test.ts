@@ -304,3 +304,36 @@ describe('construction and the registry', () => {
     assert.deepEqual(p.parse('from 192.0.2.7', NOW), { kind: 'none', reason: 'no_match' });
   });
 });
+
+describe('needles without logouts (a watcher that does not track sessions skips their ends unread)', () => {
+  test('every format: the needles of its non-logout patterns, none that only a logout pattern needs', () => {
+    for (const f of Object.values(FORMATS)) {
+      const p = new LineParser({ format: f, prefix: 'none' });
+      const kept = p.needlesWithoutLogouts();
+      if (p.needles === undefined) {
+        assert.equal(kept, undefined, f.name);
+        continue;
+      }
+      const need = new Set(f.patterns.filter((x) => x.kind !== 'logout').map((x) => x.needle));
+      if (need.size === 0) continue; // nothing but logouts: then all are kept
+      assert.deepEqual(new Set(kept), need, `${f.name}: every login, connect and auth pattern keeps its needle, and only those`);
+    }
+    assert.deepEqual(new LineParser({ format: getFormat('dovecot'), prefix: 'none' }).needlesWithoutLogouts(), ['user=<']);
+  });
+
+  test('a line that parses as anything but a logout holds one of them', () => {
+    const p = parser('dovecot', 'none');
+    const kept = p.needlesWithoutLogouts()!;
+    const lines = [DOVECOT_MSG, 'imap-login: Logged in: user=<bob>, method=PLAIN, rip=192.0.2.8, lip=198.51.100.5, session=<x>', 'imap(bob)<77><AbCd>: Disconnected: Logged out in=1 out=2'];
+    for (const line of lines) {
+      const r = p.parse(line, NOW);
+      assert.equal(r.kind === 'logout', !kept.some((n) => line.includes(n)), line);
+    }
+  });
+
+  test('with a custom pattern (no needle) there are no needles at all', () => {
+    const p = new LineParser({ format: getFormat('dovecot'), prefix: 'none', custom: compileCustomPattern('^ok (?<ip>[0-9.]+)$') });
+    assert.equal(p.needles, undefined);
+    assert.equal(p.needlesWithoutLogouts(), undefined);
+  });
+});

@@ -506,6 +506,86 @@ test('stop() waits for the batch in flight, and no batch starts after it', async
   assert.deepEqual(h.lines, ['a'], 'the batch in flight completed; the next one never started');
 });
 
+// ---- pipelining: batches in flight while earlier ones commit ----
+
+/** Same position (the fields a consumer saves). */
+const samePos = (a: TailPosition | undefined, b: TailPosition | undefined): boolean => JSON.stringify(a) === JSON.stringify(b);
+
+test('pipeline: several batches in flight, handed over in order, each naming the position before it', async () => {
+  const want = Array.from({ length: 400 }, (_, i) => `line ${i} ${'p'.repeat(i % 40)}`);
+  await writeFile(file, L(...want));
+  let inFlight = 0;
+  let most = 0;
+  const h = tail({ chunkBytes: 1024, maxLineBytes: 200, pipeline: 3 }, async () => {
+    most = Math.max(most, ++inFlight);
+    await sleep(5); // a commit takes a while: the tailer reads on meanwhile
+    inFlight--;
+  });
+  await started(h);
+  assert.deepEqual(h.lines, want, 'every line once, in order');
+  assert.equal(most, 3, 'up to `pipeline` batches in flight, never more');
+  assert.equal(h.batches[0]!.previous, undefined, 'the first batch follows no saved position');
+  for (let i = 1; i < h.batches.length; i++) assert.ok(samePos(h.batches[i]!.previous, h.batches[i - 1]!.position), `batch ${i} names the one before`);
+  assert.equal(h.tailer.counters.lines, want.length, 'lines are counted once their batch settled');
+  // a restart from the last position: the first batch names it
+  const pos = h.position();
+  await h.tailer.stop();
+  await appendFile(file, L('after'));
+  const h2 = await started(tail({ resume: pos, pipeline: 3 }));
+  assert.deepEqual(h2.lines, ['after']);
+  assert.ok(samePos(h2.batches[0]!.previous, pos));
+});
+
+test('pipeline: a failed batch steps back; a consumer refusing batches that do not follow its saved position loses nothing, doubles nothing', async () => {
+  const want = Array.from({ length: 300 }, (_, i) => `line ${i} ${'q'.repeat(i % 30)}`);
+  await writeFile(file, L(...want));
+  // The store of a consumer with conditional writes: commits in order, after a delay, only when the saved
+  // position is the batch's `previous`; the third batch fails once (a full disk, say).
+  let saved: TailPosition | undefined;
+  const committed: string[] = [];
+  let calls = 0;
+  let refused = 0;
+  const consumer = (b: TailBatch): Promise<void> => {
+    const n = ++calls;
+    return sleep(3).then(() => {
+      if (n === 3) throw new Error('ENOSPC: no space left on device');
+      if (!samePos(b.previous, saved)) {
+        refused++;
+        throw new Error('conflict: the saved position is not this batch\'s previous');
+      }
+      saved = b.position;
+      committed.push(...b.lines);
+    });
+  };
+  const h = tail({ chunkBytes: 1024, maxLineBytes: 200, pipeline: 4 }, consumer);
+  await h.tailer.start();
+  await waitFor(() => h.tailer.counters.errors === 1, 3000, 'the failed batch');
+  assert.ok(refused >= 1, 'batches already in flight behind the failed one were refused');
+  assert.equal(committed.length, h.tailer.counters.lines, 'counted: only what committed');
+  assert.deepEqual(committed, want.slice(0, committed.length), 'nothing committed past the failed batch');
+  await h.tailer.wake(); // the failed batch's lines again, then the rest
+  assert.deepEqual(committed, want, 'every line once, in order');
+  assert.equal(saved!.offset, (await stat(file)).size);
+  assert.equal(h.tailer.counters.lines, want.length);
+});
+
+test('pipeline: stop() waits for every batch in flight', async () => {
+  await writeFile(file, L(...Array.from({ length: 300 }, (_, i) => `line ${i} ${'r'.repeat(20)}`)));
+  let settled = 0;
+  let handed = 0;
+  const h = tail({ chunkBytes: 1024, maxLineBytes: 200, pipeline: 4 }, async () => {
+    handed++;
+    await sleep(20);
+    settled++;
+  });
+  void h.tailer.start();
+  await waitFor(() => handed >= 2, 3000, 'batches in flight');
+  await h.tailer.stop();
+  assert.equal(settled, handed, 'no batch is left in flight after stop()');
+  await sleep(60);
+  assert.equal(handed, settled, 'and none starts after it');
+});
+
 // ---- needles (lines that cannot match are never decoded) and read sizes ----
 
 test('needles: only lines holding one are handed over, in order, once; the position moves past the others', async () => {

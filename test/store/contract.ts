@@ -1,4 +1,4 @@
-// The access-map contract: one suite every backend runs (LMDB now, Redis later), so that "a grant" means
+// The access-map contract: one suite every backend runs (LMDB and Redis), so that "a grant" means
 // the same thing whichever store the operator picks. A backend's test file calls
 // runAccessMapContract(name, factory); the factory builds a fresh, empty store for each test and can reopen
 // it (restart persistence). Times come from manualClock; nothing here sleeps.
@@ -167,6 +167,19 @@ export function runAccessMapContract(name: string, factory: ContractFactory): vo
       });
     });
 
+    test('a newer login without a user (DRAC) clears the user; an older one keeps it', async () => {
+      await withMap(async ({ map, clock }) => {
+        granted(await map.record({ ip: '192.0.2.7', user: 'alice', service: 'imap', source: 'dovecot' }));
+        clock.advance(1000);
+        const g = granted(await map.record({ ip: '192.0.2.7', source: 'drac' }));
+        assert.deepEqual([g.user, g.service, g.source, g.count], [null, null, 'drac', 2], 'the grant says who logged in last: nobody known');
+        granted(await map.record({ ip: '192.0.2.8', user: 'bob', source: 'dovecot' }));
+        const h = granted(await map.record({ ip: '192.0.2.8', source: 'drac', at: T0 - 1000 }));
+        assert.deepEqual([h.user, h.source, h.firstSeen, h.lastSeen], ['bob', 'dovecot', T0 - 1000, T0 + 1000]);
+        assert.equal((await map.lookup('192.0.2.7'))?.user, null);
+      });
+    });
+
     test('an expired grant is absent at once, before any sweep (boundary table)', async () => {
       const cases: Array<[offset: number, present: boolean]> = [
         [0, true],
@@ -211,6 +224,7 @@ export function runAccessMapContract(name: string, factory: ContractFactory): vo
         ['negative ttl', { ttl: -5 }, 'stale'],
         ['short ttl, old login', { at: T0 - 61_000, ttl: 60 }, 'stale'],
         ['login in the future (clock skew) is clamped to now', { at: T0 + 3_600_000 }, T0 + G],
+        ['login time outside the Date range (a hostile feed)', { at: -9e15 }, 'stale'],
       ];
       await withMap(async ({ map }) => {
         let i = 0;

@@ -16,6 +16,8 @@ export const STOP_GRACE_MS = 10_000;
 export interface RunningGateway {
   readonly gateway: Gateway;
   reloadTls(): Promise<void>;
+  /** SIGHUP: re-reads the SASL backend's files (passwd-file); true when there was nothing to do or it worked */
+  reloadAuth(): Promise<boolean>;
   stop(graceMs?: number): Promise<void>;
 }
 
@@ -43,6 +45,7 @@ export async function startConfiguredGateway(o: { config: Config; engine: Engine
   return {
     gateway,
     reloadTls: () => gateway.reloadTls(),
+    reloadAuth: async () => (backend?.reload === undefined ? true : backend.reload()),
     async stop(graceMs = STOP_GRACE_MS) {
       await gateway.stop(graceMs);
       await backend?.close();

@@ -46,6 +46,7 @@ import { LineEndingGuard, receivedHeader } from './data.ts';
 import { endpointText, gatewayConfigProblems, parseEndpoint } from './endpoints.ts';
 import { loadTlsMaterial, type TlsMaterial } from './tls.ts';
 import { listenError } from '../../net/listen-error.ts';
+import { metrics } from '../../metrics/metrics.ts';
 import { UpstreamPool, type ForwardResult } from './upstream.ts';
 
 export type ListenRole = 'smtp' | 'submission' | 'submissions';
@@ -100,6 +101,8 @@ interface ConnState {
   counted: boolean;
   /** the grant the engine found for this client (last decision that looked), for the message log */
   grant: Grant | undefined;
+  /** header lines the engine asked for in this transaction's RCPT decisions (the sunset notice) */
+  notices: string[] | undefined;
 }
 
 /** What smtp-server keeps in session.user after a successful SASL AUTH (never for a grant). */
@@ -290,7 +293,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
         return;
       }
       const host = typeof session.clientHostname === 'string' && session.clientHostname !== '' && !session.clientHostname.startsWith('[') ? session.clientHostname : undefined;
-      const st: ConnState = { ip, port: session.remotePort, name: host, label: clientLabel(ip, host), role, loopback: LOOPBACK.contains(ip), counted: false, grant: undefined };
+      const st: ConnState = { ip, port: session.remotePort, name: host, label: clientLabel(ip, host), role, loopback: LOOPBACK.contains(ip), counted: false, grant: undefined, notices: undefined };
       states.set(session, st);
       logger.info({ event: 'smtp_connect', client_ip: ip, client_port: st.port, role }, `connect from ${st.label}`);
       if (total >= smtp.client_limit) {
@@ -386,6 +389,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       }
     }
 
+    metrics.auth.inc({ backend: backend?.name ?? 'none', mechanism, result: result.outcome === 'ok' ? 'success' : result.outcome === 'tempfail' ? 'tempfail' : 'failure' });
     if (result.outcome === 'ok') {
       throttle.succeed(st.ip, username);
       logger.info({ event: 'sasl_login', client_ip: st.ip, sasl_method: mechanism, sasl_username: result.user }, formatSaslSuccess({ client, mechanism, username: result.user }));
@@ -399,6 +403,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     if (result.outcome === 'tempfail') return smtpError(454, '4.7.0', 'Temporary authentication failure');
     const verdict = throttle.fail(st.ip, username);
     if (verdict.action === 'block') {
+      metrics.auth.inc({ backend: backend?.name ?? 'none', mechanism, result: 'lockout' });
       logger.warn({ event: 'sasl_lockout', client_ip: st.ip, until: verdict.until }, formatSaslLockout({ client, failures: throttle.options.maxFailures, service: config.auth.service }));
       return lockoutReply(st);
     }
@@ -411,6 +416,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       const st = states.get(session);
       if (st === undefined) return smtpError(421, '4.3.0', 'Error: internal error');
       const sender = aLabelAddress(address.address);
+      st.notices = undefined; // a new transaction
       if (st.role !== 'smtp' && saslIdentity(session) === undefined) {
         const gate = await decide(request(st, session, { stage: 'mail', sender }), submissionGate);
         if (gate instanceof Error) return gate;
@@ -440,6 +446,10 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       const d = await decide(request(st, session, { stage: 'rcpt', sender: mailFrom ? aLabelAddress(mailFrom.address) : '', recipient: aLabelAddress(address.address) }));
       if (d instanceof Error) return d;
       if (d.grant !== undefined) st.grant = d.grant;
+      if (d.action === 'permit' && d.headers !== undefined) {
+        const have = (st.notices ??= []);
+        for (const h of d.headers) if (!have.includes(h)) have.push(h);
+      }
       return d.action === 'permit' ? undefined : refusal(d);
     })().then(
       (err) => callback(err ?? null),
@@ -524,10 +534,12 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     };
     job.body.on('error', () => undefined);
     job.body.write(header);
+    if (st.notices !== undefined) job.body.write(st.notices.map((h) => `${h}\r\n`).join(''));
     stream.on('data', onChunk);
     stream.once('error', () => {
       // The client went away before the end of data: the upstream must never see the end of it either.
       job.abort('client connection lost during DATA');
+      metrics.upstream.inc({ result: 'aborted' });
       logger.info({ event: 'smtp_message', queue_id: queueId, client_ip: st.ip, status: 'aborted', size: bytes }, `${queueId}: client=${st.label}, status=aborted (lost connection after DATA, ${bytes} bytes received)`);
     });
     stream.once('end', () => {
@@ -547,7 +559,11 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     });
 
     const finish = (r: ForwardResult): void => {
-      const delay = ((clock() - started) / 1000).toFixed(2);
+      const seconds = (clock() - started) / 1000;
+      const delay = seconds.toFixed(2);
+      const outcome = local !== undefined ? 'rejected' : r.ok ? 'sent' : r.code >= 500 ? 'bounced' : 'deferred';
+      metrics.upstream.inc({ result: outcome });
+      if (local === undefined) metrics.upstreamSeconds.observe({ result: outcome }, seconds);
       const who = [
         `client=${st.label}`,
         ...(id !== undefined ? [`sasl_method=${id.method}`, `sasl_username=${printableUser(id.name)}`] : []),

@@ -1,0 +1,372 @@
+// The Postfix policy delegation service (SMTPD_POLICY_README): `check_policy_service inet:127.0.0.1:10031`
+// or `unix:/path` asks relaygate, and relaygate's engine answers with a Postfix access(5) action.
+//
+// Protocol: a request is `name=value` lines ended by an empty line; the reply is `action=<action>` and an
+// empty line. Postfix keeps the connection for many requests (one smtpd process, one SMTP session after
+// another) and sends one request at a time; requests that arrive pipelined are answered in order.
+// Every attribute Postfix 3.7 sends is accepted (test/fixtures/postfix/policy-request-*.txt) and unknown
+// names are ignored, as the protocol demands of a server.
+//
+// Mapping (a thin adapter: protocol → DecisionRequest → protocol):
+//   protocol_state RCPT → stage rcpt, MAIL → stage mail, both through `[policy] restrictions` (default
+//   `permit_pop_before_smtp`), built with listEnd 'dunno': a restriction's permit → `OK`; the list running
+//   out → `DUNNO` (Postfix's own restrictions after check_policy_service, reject_unauth_destination, decide);
+//   a reject or defer → `<code> <dsn> <why>` (`553 5.7.1 not owned by user bob`: Postfix writes its own
+//   `<address>: Sender address rejected: ` head in front, so the engine's is left out); a lookup failure
+//   (access map, table) or internal error → `[policy] tempfail_action` (default `DEFER_IF_PERMIT Service
+//   temporarily unavailable`), never OK.
+//   Other states (CONNECT, HELO/EHLO, VRFY, ETRN, END-OF-MESSAGE) → DUNNO: relaygate decides relaying and
+//   senders only. DATA → `PREPEND <prepend_header>: ...` when that header is configured and this connection
+//   answered OK for the same message (`instance`) at RCPT: Postfix takes one action per reply, and PREPEND
+//   does not permit (it goes on like DUNNO), so the "why was this client trusted" header is added at DATA
+//   (check_policy_service in smtpd_data_restrictions too; contrib/postfix/policy.main.cf).
+//
+// Limits (a request outside them is logged as `policy_malformed` and the connection closed without a reply;
+// Postfix retries once, then applies smtpd_policy_service_default_action): a line longer than
+// MAX_LINE_CHARS, more than MAX_ATTRIBUTES attributes or MAX_REQUEST_CHARS in one request, control
+// characters or NUL (binary junk), a line without `=`, an attribute name that is not [a-z0-9_], a repeated
+// attribute among those relaygate reads, a `request` other than smtpd_access_policy, an empty request, more
+// than MAX_PIPELINED requests waiting, a request left unfinished for REQUEST_TIMEOUT_MS or a connection
+// closed in the middle of one.
+// A connection idle for IDLE_TIMEOUT_MS (longer than Postfix's own 300 s) is closed quietly.
+// Security: the socket is unauthenticated (Postfix has no other way): only loopback/unix or `clients` may
+// connect (listen.ts). Postfix is trusted for what it says (client_address, sasl_username: Postfix only
+// sends a SASL name after a successful AUTH); the values are still normalized (normalizeIp, the engine's
+// address parser), and nothing from a request can put a newline into a reply or a log line.
+
+import type net from 'node:net';
+import { StringDecoder } from 'node:string_decoder';
+import type { Decision, DecisionRequest, Engine, Stage } from '../../engine/index.ts';
+import type { Logger } from '../../log/logger.ts';
+import { printable } from '../../log/format.ts';
+import { normalizeIp, type CidrSet } from '../../net/index.ts';
+import { listenStream, timeoutSweep, type ListenSpec, type StreamListener, type TimedConnection } from './listen.ts';
+
+export const MAX_LINE_CHARS = 16_384;
+export const MAX_ATTRIBUTES = 256;
+export const MAX_REQUEST_CHARS = 65_536;
+export const MAX_PIPELINED = 64;
+export const REQUEST_TIMEOUT_MS = 30_000;
+export const IDLE_TIMEOUT_MS = 600_000;
+
+export const DEFAULT_TEMPFAIL_ACTION = 'DEFER_IF_PERMIT Service temporarily unavailable';
+
+/**
+ * The attributes relaygate reads. Every line of a request is checked (syntax, limits), but only these are
+ * kept: a repeated one is an error (no "second client_address" can slip in); the rest — ccert_*, encryption_*,
+ * size, stress, ... and whatever a later Postfix adds — are ignored, as the protocol asks.
+ */
+export const USED_ATTRIBUTES = ['request', 'protocol_state', 'protocol_name', 'client_address', 'client_name', 'helo_name', 'sender', 'recipient', 'sasl_method', 'sasl_username', 'instance'] as const;
+export type UsedAttribute = (typeof USED_ATTRIBUTES)[number];
+/** A parsed request: the used attributes it carried (no prototype: a hostile name cannot reach Object.prototype). */
+export type PolicyAttributes = { readonly [K in UsedAttribute]?: string };
+
+/** USED_ATTRIBUTES by name length, so an unused attribute is skipped without building its name string. */
+const USED_BY_LENGTH: ReadonlyArray<readonly UsedAttribute[]> = (() => {
+  const t: UsedAttribute[][] = [];
+  for (const n of USED_ATTRIBUTES) (t[n.length] ??= []).push(n);
+  return t;
+})();
+
+/** C0 controls other than TAB, LF and CR, DEL, and a CR not followed by LF (binary junk). */
+// eslint-disable-next-line no-control-regex
+const JUNK_RE = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n|$)/;
+
+/** [a-z0-9_]+ without a regex per attribute (hot path: ~30 attributes per request). */
+function goodName(text: string, start: number, end: number): boolean {
+  if (end === start) return false;
+  for (let i = start; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (!((c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 95)) return false;
+  }
+  return true;
+}
+
+/**
+ * Incremental parser for one connection: feed() the bytes as they come, get back the requests completed by
+ * them, or the reason the stream is malformed (after which the connection must be closed). Bytes are decoded
+ * as UTF-8 once per chunk (a character split across chunks is kept for the next one; invalid sequences
+ * become U+FFFD); the limits count characters.
+ */
+export class PolicyRequestParser {
+  #decoder = new StringDecoder('utf8');
+  #pending = '';
+  #attrs: Record<string, string> | undefined = undefined;
+  #count = 0;
+  #chars = 0;
+
+  /** true while a request has begun but its empty line has not arrived */
+  get midRequest(): boolean {
+    return this.#attrs !== undefined || this.#pending.length > 0;
+  }
+
+  feed(chunk: Buffer): { requests: PolicyAttributes[]; error?: string } {
+    const requests: PolicyAttributes[] = [];
+    const text = this.#pending + this.#decoder.write(chunk);
+    const junk = JUNK_RE.exec(text);
+    if (junk !== null) return { requests, error: `control character 0x${junk[0].charCodeAt(0).toString(16).padStart(2, '0')} in a request (binary junk)` };
+    let start = 0;
+    for (;;) {
+      const nl = text.indexOf('\n', start);
+      if (nl === -1) break;
+      let end = nl;
+      if (end > start && text.charCodeAt(end - 1) === 13) end--; // tolerate CRLF (people test with telnet)
+      if (end - start > MAX_LINE_CHARS) return { requests, error: `line longer than ${MAX_LINE_CHARS} characters` };
+      if (end === start) {
+        if (this.#attrs === undefined) return { requests, error: 'empty request (an empty line with no attributes)' };
+        const attrs = this.#attrs;
+        this.#attrs = undefined;
+        this.#count = 0;
+        this.#chars = 0;
+        const bad = checkRequest(attrs);
+        if (bad !== undefined) return { requests, error: bad };
+        requests.push(attrs);
+      } else {
+        const err = this.#line(text, start, end);
+        if (err !== undefined) return { requests, error: err };
+      }
+      start = nl + 1;
+    }
+    this.#pending = start === 0 ? text : text.slice(start);
+    if (this.#pending.length > MAX_LINE_CHARS + 1) return { requests, error: `line longer than ${MAX_LINE_CHARS} characters` };
+    return { requests };
+  }
+
+  #line(text: string, start: number, end: number): string | undefined {
+    const eq = text.indexOf('=', start);
+    if (eq === -1 || eq >= end) return 'line without "=" (expected name=value)';
+    if (!goodName(text, start, eq)) return `bad attribute name ${JSON.stringify(printable(text.slice(start, Math.min(eq, start + 64))))}`;
+    if (++this.#count > MAX_ATTRIBUTES) return `more than ${MAX_ATTRIBUTES} attributes in one request`;
+    this.#chars += end - start + 1;
+    if (this.#chars > MAX_REQUEST_CHARS) return `request larger than ${MAX_REQUEST_CHARS} characters`;
+    const attrs = (this.#attrs ??= Object.create(null) as Record<string, string>);
+    const candidates = USED_BY_LENGTH[eq - start];
+    if (candidates === undefined) return undefined;
+    for (const name of candidates) {
+      if (!text.startsWith(name, start)) continue;
+      if (attrs[name] !== undefined) return `attribute ${name} repeated`;
+      attrs[name] = text.slice(eq + 1, end);
+      break;
+    }
+    return undefined;
+  }
+}
+
+function checkRequest(attrs: PolicyAttributes): string | undefined {
+  const req = attrs.request;
+  if (req === undefined) return 'request without request=smtpd_access_policy';
+  if (req !== 'smtpd_access_policy') return `unknown request type ${JSON.stringify(printable(req.slice(0, 64)))} (only smtpd_access_policy exists)`;
+  return undefined;
+}
+
+export interface PolicyServiceOptions {
+  readonly listen: ListenSpec;
+  /** TCP peers allowed to connect (unix sockets: the directory's permissions decide) */
+  readonly clients: CidrSet;
+  readonly socketMode: number;
+  /** built from `[policy] restrictions` with listEnd 'dunno' (policyEngineOptions()) */
+  readonly engine: Engine;
+  /** the action for a lookup failure; must be temporary (validation checks) */
+  readonly tempfailAction: string;
+  /** header name for the DATA-time PREPEND; undefined = no header */
+  readonly prependHeader?: string | undefined;
+  readonly logger: Logger;
+  /** tests shorten these; not configuration keys */
+  readonly requestTimeoutMs?: number;
+  readonly idleTimeoutMs?: number;
+}
+
+export interface PolicyService {
+  /** where it listens (`127.0.0.1:10031`, `unix:/path`) */
+  readonly address: string;
+  /** requests answered, connections closed for malformed input, lookup failures answered with tempfail_action */
+  stats(): { requests: number; malformed: number; tempfail: number; connections: number };
+  close(graceMs?: number): Promise<void>;
+}
+
+/** Per-connection memory for the DATA-time header: the message (instance) this connection answered OK for. */
+interface Trusted {
+  instance: string;
+  header: string;
+}
+
+const STAGES: Readonly<Record<string, Stage>> = { RCPT: 'rcpt', MAIL: 'mail' };
+
+export async function startPolicyService(o: PolicyServiceOptions): Promise<PolicyService> {
+  const { engine, logger } = o;
+  const requestTimeoutMs = o.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
+  const idleTimeoutMs = o.idleTimeoutMs ?? IDLE_TIMEOUT_MS;
+  const counters = { requests: 0, malformed: 0, tempfail: 0 };
+  const conns = new WeakMap<net.Socket, TimedConnection>();
+  const sweep = timeoutSweep(requestTimeoutMs, idleTimeoutMs);
+
+  async function answer(attrs: PolicyAttributes, peer: string, trusted: { value: Trusted | undefined }): Promise<string> {
+    const state = attrs['protocol_state'] ?? '';
+    const stage = STAGES[state];
+    if (stage === undefined) {
+      if (state === 'DATA' && o.prependHeader !== undefined) {
+        const t = trusted.value;
+        if (t !== undefined && t.instance === (attrs['instance'] ?? '')) {
+          trusted.value = undefined;
+          return `PREPEND ${o.prependHeader}: ${t.header}`;
+        }
+      }
+      return 'DUNNO';
+    }
+    const req: DecisionRequest = {
+      stage,
+      clientIp: attrs['client_address'] ?? '',
+      clientName: attrs['client_name'],
+      helo: attrs['helo_name'],
+      protocol: attrs['protocol_name'],
+      saslUser: nonEmpty(attrs['sasl_username']),
+      saslMethod: nonEmpty(attrs['sasl_method']),
+      sender: attrs['sender'] ?? '',
+      recipient: stage === 'rcpt' ? attrs['recipient'] : undefined,
+    };
+    const d = await engine.decide(req);
+    if (d.failed === true) {
+      counters.tempfail++;
+      logger.warn(
+        { event: 'policy_tempfail', client_ip: normalizeIp(req.clientIp) ?? printable(req.clientIp), stage, restriction: d.decidedBy, action: o.tempfailAction, peer },
+        `policy: lookup failed (${d.code} ${d.dsn} ${d.text}); answering ${o.tempfailAction}`,
+      );
+      return o.tempfailAction;
+    }
+    if (d.action === 'permit') {
+      if (d.decidedBy === null) return 'DUNNO';
+      if (stage === 'rcpt' && o.prependHeader !== undefined) trusted.value = { instance: attrs['instance'] ?? '', header: trustHeader(d, req) };
+      return 'OK';
+    }
+    return oneLine(`${d.code} ${d.dsn} ${postfixText(d.text ?? '')}`);
+  }
+
+  const listener: StreamListener = await listenStream({
+    what: 'policy',
+    onError: () => sweep.stop(),
+    spec: o.listen,
+    clients: o.clients,
+    socketMode: o.socketMode,
+    logger,
+    busy: (s) => conns.get(s)?.busy ?? false,
+    onConnection(sock, peer) {
+      const parser = new PolicyRequestParser();
+      const queue: PolicyAttributes[] = [];
+      const trusted: { value: Trusted | undefined } = { value: undefined };
+      let dead = false;
+      logger.debug({ event: 'policy_connect', peer }, `policy: connect from ${peer}`);
+
+      const malformed = (why: string) => {
+        if (dead) return;
+        dead = true;
+        counters.malformed++;
+        logger.warn({ event: 'policy_malformed', peer, reason: why }, `policy: malformed request from ${peer}: ${why}; closing the connection`);
+        sock.destroy();
+      };
+      const tc: TimedConnection = {
+        last: Date.now(),
+        busy: false,
+        midRequest: () => parser.midRequest || queue.length > 0,
+        onTimeout(kind) {
+          if (kind === 'request') return malformed(`request not finished within ${requestTimeoutMs / 1000} s (no empty line)`);
+          logger.debug({ event: 'policy_idle_close', peer }, `policy: closing idle connection from ${peer}`);
+          dead = true;
+          sock.destroy();
+        },
+      };
+      conns.set(sock, tc);
+      sweep.add(tc);
+      sock.on('end', () => {
+        if (parser.midRequest) malformed('connection closed in the middle of a request (no empty line)');
+      });
+      sock.on('close', () => {
+        dead = true;
+        sweep.delete(tc);
+        logger.debug({ event: 'policy_disconnect', peer }, `policy: disconnect from ${peer}`);
+      });
+
+      const pump = async () => {
+        if (tc.busy) return;
+        tc.busy = true;
+        try {
+          while (queue.length > 0 && !dead) {
+            const attrs = queue.shift()!;
+            let action: string;
+            try {
+              action = await answer(attrs, peer, trusted);
+            } catch (err) {
+              // engine.decide() answers its own failures; this is a bug here: still temporary, never OK
+              counters.tempfail++;
+              logger.error({ event: 'policy_internal_error', err, peer }, `policy: internal error: ${(err as Error).message}; answering ${o.tempfailAction}`);
+              action = o.tempfailAction;
+            }
+            counters.requests++;
+            if (dead) break;
+            if (!sock.write(`action=${action}\n\n`)) {
+              sock.pause();
+              sock.once('drain', () => sock.resume());
+            }
+          }
+        } finally {
+          tc.busy = false;
+          tc.last = Date.now();
+        }
+      };
+
+      sock.on('data', (chunk: Buffer) => {
+        if (dead) return;
+        tc.last = Date.now();
+        const r = parser.feed(chunk);
+        for (const q of r.requests) queue.push(q);
+        if (r.error !== undefined) return malformed(r.error);
+        if (queue.length > MAX_PIPELINED) return malformed(`more than ${MAX_PIPELINED} requests sent without reading the replies`);
+        if (queue.length > 0) void pump();
+      });
+    },
+  });
+  logger.info({ event: 'policy_listening', address: listener.address }, `policy service listening on ${listener.address}`);
+  return {
+    address: listener.address,
+    stats: () => ({ ...counters, connections: listener.connections.size }),
+    async close(graceMs) {
+      await listener.close(graceMs);
+      sweep.stop();
+    },
+  };
+}
+
+function nonEmpty(v: string | undefined): string | undefined {
+  return v === undefined || v === '' ? undefined : v;
+}
+
+// `<bob@remote.example>: Relay access denied`, `<alice@example.com>: Sender address rejected: not owned by ...`
+const POSTFIX_PREFIX = /^<[^>]*>: (?:(?:Sender address|Recipient address|Client host|Helo command|Data command|End-of-data|Etrn command|Unverified Client host) rejected: )?/;
+
+/**
+ * The engine's reply text without its `<name>: Class rejected: ` head: Postfix puts its own head on every
+ * policy reply (`<rcpt>: Recipient address rejected: ` in smtpd_relay_restrictions, `<sender>: Sender address
+ * rejected: ` in smtpd_sender_restrictions), so sending ours too would print it twice.
+ */
+export function postfixText(text: string): string {
+  const t = text.replace(POSTFIX_PREFIX, '');
+  return t === '' ? text : t;
+}
+
+/** A reply or header must stay one line whatever a client put into an address. */
+function oneLine(s: string): string {
+  return printable(s);
+}
+
+/** The value of the DATA-time header: which restriction trusted the client, and the grant's user if any. */
+export function trustHeader(d: Decision, req: DecisionRequest): string {
+  const ip = normalizeIp(req.clientIp) ?? 'unknown';
+  let v = `${d.decidedBy ?? 'permit'} client=[${ip}]`;
+  if (d.decidedBy === 'permit_pop_before_smtp' && d.grant !== undefined) {
+    if (d.grant.user !== null) v += ` user=${d.grant.user}`;
+    if (d.grant.service !== null) v += ` service=${d.grant.service}`;
+    v += ` expires=${new Date(d.grant.expires).toISOString()}`;
+  } else if (d.decidedBy === 'permit_sasl_authenticated' && req.saslUser !== undefined) {
+    v += ` sasl_username=${req.saslUser}`;
+  }
+  return oneLine(v).slice(0, 900);
+}

@@ -1,0 +1,79 @@
+// The real daemon for the export tests: `relaygate run -c FILE` as a child process (node + tsx), its pino
+// lines collected, "up" when it logged its `components` line, stopped with SIGTERM (bounded, then SIGKILL).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join, resolve } from 'node:path';
+import { pollFor, waitExit, type RunResult } from '../helpers/proc.ts';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const MAIN = join(ROOT, 'src/main.ts');
+// The CLI runs from a temporary directory, so tsx is named by its resolved URL, not looked up from cwd.
+const TSX = import.meta.resolve('tsx');
+
+export class Daemon {
+  out = '';
+  private constructor(readonly child: ChildProcess) {
+    child.stdout?.on('data', (d: Buffer) => (this.out += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (this.out += d.toString()));
+  }
+
+  /** Starts `relaygate run -c config` in `cwd` and waits (bounded) for its `components` line. */
+  static async start(config: string, cwd: string, timeoutMs = 30_000): Promise<Daemon> {
+    const d = new Daemon(spawn(process.execPath, ['--import', TSX, MAIN, 'run', '-c', config], { cwd, stdio: ['ignore', 'pipe', 'pipe'] }));
+    const up = await pollFor(() => (d.exited() ? false : d.events().some((e) => e.event === 'components') ? true : undefined), timeoutMs, 50);
+    if (up !== true) {
+      await d.stop();
+      throw new Error(`relaygate run did not start (${d.exited() ? `exited ${d.child.exitCode ?? d.child.signalCode}` : `no "components" line within ${timeoutMs} ms`}):\n${d.out.slice(-4000)}`);
+    }
+    return d;
+  }
+
+  exited(): boolean {
+    return this.child.exitCode !== null || this.child.signalCode !== null;
+  }
+
+  events(): Array<Record<string, unknown>> {
+    const ev: Array<Record<string, unknown>> = [];
+    for (const l of this.out.split('\n')) {
+      if (!l.startsWith('{')) continue;
+      try {
+        ev.push(JSON.parse(l) as Record<string, unknown>);
+      } catch {
+        /* a partial line */
+      }
+    }
+    return ev;
+  }
+
+  /** SIGTERM, wait (bounded) for the exit; returns the exit code (null = had to be killed). */
+  async stop(timeoutMs = 15_000): Promise<number | null> {
+    if (!this.exited()) {
+      this.child.kill('SIGTERM');
+      if (!(await waitExit(this.child, timeoutMs))) {
+        this.child.kill('SIGKILL');
+        await waitExit(this.child, 5_000);
+        return null;
+      }
+    }
+    return this.child.exitCode;
+  }
+}
+
+/** `relaygate ARGS` to completion (bounded), in `cwd`. */
+export function relaygate(args: string[], cwd: string, timeoutMs = 30_000): Promise<RunResult> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(process.execPath, ['--import', TSX, MAIN, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolvePromise({ code, signal, stdout, stderr });
+    });
+  });
+}
