@@ -90,7 +90,7 @@ export async function runCommand(opts: RunOptions): Promise<void> {
     sources = await startSources(watches, { map: push?.map ?? grants, clock: rt.clock, logger, grace: config.grace });
     for (const src of sources) started.push({ name: `source ${src.name}`, stop: () => src.stop() });
     metrics.setMapSize(async () => (await rt.map.stats()).active);
-    const unregister = metrics.addSources(() => sources.flatMap((s) => s.stats()));
+    const unregister = metrics.addSources(async () => (await Promise.all(sources.map((s) => s.stats()))).flat());
     started.push({ name: 'metrics', stop: async () => unregister() });
     // SMTP gateway (src/frontends/smtp): only with [[listen]]; stop lets sessions finish (bounded).
     if (config.listen.length > 0) {

@@ -24,8 +24,8 @@ export interface SourceDeps {
 export interface RunningSource {
   readonly name: string;
   stop(): Promise<void>;
-  /** cumulative counts for /metrics (one row per followed file) */
-  stats(): SourceStats[];
+  /** cumulative counts for /metrics (one row per followed file; files also report their lag in bytes) */
+  stats(): SourceStats[] | Promise<SourceStats[]>;
 }
 
 /** The default prefix of each kind of source when [[watch]] does not name one. */
@@ -66,7 +66,7 @@ export async function startSources(watches: readonly WatchConfig[], deps: Source
         running.push({
           name,
           stop: () => fw.stop(),
-          stats: () => fw.files().map((f) => ({ source: f.file, format: w.format, lines: f.counters.lines, logins: f.logins.logins, grants: f.logins.granted })),
+          stats: () => Promise.all(fw.files().map(async (f) => ({ source: f.file, format: w.format, lines: f.counters.lines, logins: f.logins.logins, grants: f.logins.granted, lagBytes: await f.lag() }))),
         });
       } else if (w.journald === true) {
         const jw = new JournaldWatch({ watch: w, parser: parserFor(w, 'none')(), ...deps });

@@ -221,6 +221,21 @@ export class FileTailer {
   }
 
   /** Reads whatever is new now; resolves when caught up. Tests and the watcher call it. */
+  /**
+   * Bytes written to the followed file and not yet handed over (its size minus the read offset), for
+   * /metrics; 0 when no file is open. Read-only: one fstat of the open handle.
+   */
+  async lag(): Promise<number> {
+    const f = this.current;
+    if (f === undefined) return 0;
+    try {
+      const st = await f.fh.stat();
+      return Math.max(0, st.size - f.offset - f.partial.length);
+    } catch {
+      return 0;
+    }
+  }
+
   wake(): Promise<void> {
     if (!this.running) return this.busy;
     return this.schedule(() => this.readAvailable());

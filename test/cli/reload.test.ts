@@ -9,7 +9,6 @@
 // and SIGTERM exits 0.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -17,7 +16,8 @@ import http from 'node:http';
 import { startSink, type Sink } from '../helpers/smtp-sink.ts';
 import { SmtpClient } from '../helpers/smtp-client.ts';
 import { message } from '../helpers/smtp-gateway.ts';
-import { run, pollFor, waitExit } from '../helpers/proc.ts';
+import { run, pollFor } from '../helpers/proc.ts';
+import { Daemon } from '../helpers/daemon.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const MAIN = join(ROOT, 'src/main.ts');
@@ -27,8 +27,7 @@ const CLIENT = '127.0.0.41';
 let dir: string;
 let conf: string;
 let sink: Sink;
-let daemon: ChildProcess | undefined;
-const lines: Array<Record<string, unknown>> = [];
+let daemon: Daemon | undefined;
 
 function config(relay: string[]): string {
   return [
@@ -36,6 +35,10 @@ function config(relay: string[]): string {
     'mynetworks = ["127.0.0.10/32"]',
     'mydestination = ["local.example"]',
     `relay_restrictions = ${JSON.stringify(relay)}`,
+    '[[watch]]',
+    `path = ${JSON.stringify(join(dir, 'mail.log'))}`,
+    'format = "dovecot"',
+    'prefix = "rfc3339"',
     '[[listen]]',
     'address = "127.0.0.1:0"',
     'role = "smtp"',
@@ -57,9 +60,20 @@ before(async () => {
   sink = await startSink();
   conf = join(dir, 'relaygate.toml');
   await writeFile(conf, config(BASE));
+  // three lines that are not logins: read (lines_total 3), no grant, nothing left unread (lag 0)
+  const t = new Date().toISOString();
+  await writeFile(
+    join(dir, 'mail.log'),
+    [
+      `${t} mx postfix/smtpd[1]: connect from unknown[192.0.2.9]`,
+      `${t} mx dovecot: imap-login: Disconnected: Connection closed (no auth attempts in 0 secs): user=<>, rip=192.0.2.9, lip=192.0.2.1, session=<x>`,
+      `${t} mx postfix/smtpd[1]: disconnect from unknown[192.0.2.9]`,
+      '',
+    ].join('\n'),
+  );
 });
 after(async () => {
-  if (daemon && daemon.exitCode === null) daemon.kill('SIGKILL');
+  await daemon?.stop();
   await sink?.close();
   await rm(dir, { recursive: true, force: true });
 });
@@ -83,26 +97,10 @@ test('SIGHUP under load: old or new answers only, no dropped connection; invalid
   const r = await run(process.execPath, ['--import', TSX, MAIN, 'map', 'add', CLIENT, '--user', 'alice', '-c', conf], { timeoutMs: 30_000 });
   assert.equal(r.code, 0, r.stderr);
 
-  daemon = spawn(process.execPath, ['--import', TSX, MAIN, 'run', '-c', conf], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  daemon.stderr!.on('data', (d: Buffer) => (stderr += d));
-  let buf = '';
-  daemon.stdout!.on('data', (d: Buffer) => {
-    buf += d.toString();
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) !== -1) {
-      const l = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      try {
-        lines.push(JSON.parse(l) as Record<string, unknown>);
-      } catch {
-        // not JSON
-      }
-    }
-  });
-  const smtpPort = await pollFor(() => (lines.find((l) => l.event === 'smtp_listening')?.listeners as Array<{ port: number }> | undefined)?.[0]?.port, 20_000);
-  const httpPort = await pollFor(() => lines.find((l) => l.event === 'http_listening')?.port as number | undefined, 20_000);
-  assert.ok(smtpPort && httpPort, `daemon did not start: ${stderr}`);
+  daemon = await Daemon.start(conf, dir);
+  const lines = daemon.events();
+  const smtpPort = await daemon.port('smtp_listening');
+  const httpPort = await daemon.port('http_listening');
 
   // Load: 5 connections, each transaction MAIL/RCPT(/DATA); bounded by count and by a stop flag.
   let stopLoad = false;
@@ -137,7 +135,7 @@ test('SIGHUP under load: old or new answers only, no dropped connection; invalid
 
   await pollFor(() => (seen.length >= 25 ? true : undefined), 20_000);
   await writeFile(conf, config(BLOCKING));
-  daemon.kill('SIGHUP');
+  daemon.child.kill('SIGHUP');
   const reloadedAt = await pollFor(() => {
     const i = lines.findIndex((l) => l.event === 'reloaded');
     return i === -1 ? undefined : i;
@@ -148,7 +146,7 @@ test('SIGHUP under load: old or new answers only, no dropped connection; invalid
 
   // an invalid file: refused, the running (blocking) configuration stays
   await writeFile(conf, config([...BLOCKING.slice(0, -1), 'reject_unauth_destinaton']));
-  daemon.kill('SIGHUP');
+  daemon.child.kill('SIGHUP');
   const refused = await pollFor(() => lines.find((l) => l.event === 'reload_refused'), 20_000);
   assert.ok(refused, 'reload_refused line');
   assert.match(String(refused.msg), /reject_unauth_destinaton.*did you mean "reject_unauth_destination"/);
@@ -173,10 +171,13 @@ test('SIGHUP under load: old or new answers only, no dropped connection; invalid
   assert.equal(metric(m, 'relaygate_decisions_total{stage="rcpt",restriction="check_client_access",result="reject"}'), blocked.length);
   assert.equal(metric(m, 'relaygate_upstream_messages_total{result="sent"}'), delivered);
   assert.equal(metric(m, 'relaygate_map_grants'), 1);
+  const src = `{source="${join(dir, 'mail.log')}",format="dovecot"}`;
+  assert.equal(metric(m, `relaygate_source_lines_total${src}`), 3);
+  assert.equal(metric(m, `relaygate_source_grants_total${src}`), 0);
+  assert.equal(metric(m, `relaygate_source_lag_bytes${src}`), 0);
+  assert.match(m, new RegExp(`relaygate_source_lag_bytes\\{source="${join(dir, 'mail.log').replace(/[.]/g, '\\.')}",format="dovecot"\\} 0`));
   const health = JSON.parse(await get(httpPort, '/healthz')) as { status: string };
   assert.equal(health.status, 'ok');
 
-  daemon.kill('SIGTERM');
-  assert.ok(await waitExit(daemon, 20_000));
-  assert.equal(daemon.exitCode, 0, stderr);
+  assert.equal(await daemon.stop(20_000), 0, daemon.out.slice(-2000));
 });

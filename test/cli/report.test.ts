@@ -5,13 +5,13 @@
 // sunset date; `--all` shows the SASL user too. The message relayed before the sunset carries the notice header.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { startSink, type Sink } from '../helpers/smtp-sink.ts';
 import { swaks } from '../helpers/smtp-swaks.ts';
-import { run, waitExit } from '../helpers/proc.ts';
+import { run } from '../helpers/proc.ts';
+import { Daemon } from '../helpers/daemon.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const MAIN = join(ROOT, 'src/main.ts');
@@ -22,7 +22,7 @@ const PAST = new Date(Date.now() - 2 * 86_400_000).toISOString().slice(0, 10);
 let dir: string;
 let conf: string;
 let sink: Sink;
-let daemon: ChildProcess | undefined;
+let daemon: Daemon | undefined;
 
 const cli = (...args: string[]) => run(process.execPath, ['--import', TSX, MAIN, ...args, '-c', conf], { timeoutMs: 30_000 });
 
@@ -54,45 +54,14 @@ before(async () => {
   );
 });
 after(async () => {
-  if (daemon && daemon.exitCode === null) daemon.kill('SIGKILL');
+  await daemon?.stop();
   await sink?.close();
   await rm(dir, { recursive: true, force: true });
 });
 
-async function startDaemon(): Promise<number> {
-  const child = spawn(process.execPath, ['--import', TSX, MAIN, 'run', '-c', conf], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  daemon = child;
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d));
-  return new Promise<number>((res, rej) => {
-    const timer = setTimeout(() => rej(new Error(`relaygate run did not start within 20 s: ${stderr}`)), 20_000);
-    let buf = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) !== -1) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        try {
-          const o = JSON.parse(line) as { event?: string; listeners?: Array<{ port: number }> };
-          if (o.event === 'smtp_listening' && o.listeners?.[0]) {
-            clearTimeout(timer);
-            res(o.listeners[0].port);
-          }
-        } catch {
-          // not JSON
-        }
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      rej(new Error(`relaygate run exited ${code}: ${stderr}`));
-    });
-  });
-}
-
 test('report: POP-before-SMTP users with count, IPs and sunset; the sunset refuses after its date', async () => {
-  const port = await startDaemon();
+  daemon = await Daemon.start(conf, dir);
+  const port = await daemon.port('smtp_listening');
   for (const [ip, user] of [['127.0.0.21', 'alice@example.com'], ['127.0.0.22', 'zed@late.example']] as const) {
     const r = await cli('map', 'add', ip, '--user', user);
     assert.equal(r.code, 0, r.stderr);
@@ -117,9 +86,7 @@ test('report: POP-before-SMTP users with count, IPs and sunset; the sunset refus
   assert.equal(bob.code, 0, bob.transcript);
   assert.equal(sink.messages.length, 2);
 
-  daemon!.kill('SIGTERM');
-  assert.ok(await waitExit(daemon!, 20_000), 'daemon stops');
-  assert.equal(daemon!.exitCode, 0);
+  assert.equal(await daemon.stop(20_000), 0, 'SIGTERM: exit 0 (the usage log is flushed at stop)');
 
   const rep = await cli('report', '--json');
   assert.equal(rep.code, 0, rep.stderr);

@@ -23,7 +23,7 @@ import { startPostfix, requirePostfix, type PrivatePostfix } from '../helpers/po
 import { startSink, type Sink } from '../helpers/smtp-sink.ts';
 import { swaks } from '../helpers/smtp-swaks.ts';
 import { pollFor } from '../helpers/proc.ts';
-import { Daemon } from './daemon.ts';
+import { Daemon } from '../helpers/daemon.ts';
 import { makeConfigDir, query, requirePostmap } from './postfix-tables.ts';
 
 const GRACE_S = 5;

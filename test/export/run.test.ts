@@ -9,7 +9,7 @@ import { appendFile, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/prom
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pollFor } from '../helpers/proc.ts';
-import { Daemon, relaygate } from './daemon.ts';
+import { Daemon, relaygate } from '../helpers/daemon.ts';
 import { makeConfigDir, query, requirePostmap } from './postfix-tables.ts';
 
 let dir = '';

@@ -1,8 +1,8 @@
-// The real daemon for the export tests: `relaygate run -c FILE` as a child process (node + tsx), its pino
-// lines collected, "up" when it logged its `components` line, stopped with SIGTERM (bounded, then SIGKILL).
+// The real daemon for tests: `relaygate run -c FILE` as a child process (node + tsx), its pino lines parsed
+// as they arrive, "up" when it logged its `components` line, stopped with SIGTERM (bounded, then SIGKILL).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join, resolve } from 'node:path';
-import { pollFor, waitExit, type RunResult } from '../helpers/proc.ts';
+import { pollFor, waitExit, type RunResult } from './proc.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const MAIN = join(ROOT, 'src/main.ts');
@@ -11,8 +11,25 @@ const TSX = import.meta.resolve('tsx');
 
 export class Daemon {
   out = '';
+  private readonly parsed: Array<Record<string, unknown>> = [];
+  private partial = '';
   private constructor(readonly child: ChildProcess) {
-    child.stdout?.on('data', (d: Buffer) => (this.out += d.toString()));
+    child.stdout?.on('data', (d: Buffer) => {
+      const s = d.toString();
+      this.out += s;
+      this.partial += s;
+      let nl: number;
+      while ((nl = this.partial.indexOf('\n')) !== -1) {
+        const l = this.partial.slice(0, nl);
+        this.partial = this.partial.slice(nl + 1);
+        if (!l.startsWith('{')) continue;
+        try {
+          this.parsed.push(JSON.parse(l) as Record<string, unknown>);
+        } catch {
+          /* not a pino line */
+        }
+      }
+    });
     child.stderr?.on('data', (d: Buffer) => (this.out += d.toString()));
   }
 
@@ -31,17 +48,20 @@ export class Daemon {
     return this.child.exitCode !== null || this.child.signalCode !== null;
   }
 
-  events(): Array<Record<string, unknown>> {
-    const ev: Array<Record<string, unknown>> = [];
-    for (const l of this.out.split('\n')) {
-      if (!l.startsWith('{')) continue;
-      try {
-        ev.push(JSON.parse(l) as Record<string, unknown>);
-      } catch {
-        /* a partial line */
-      }
-    }
-    return ev;
+  /** The pino lines logged so far, in order (the same array, growing). */
+  events(): readonly Record<string, unknown>[] {
+    return this.parsed;
+  }
+
+  /** The port of the first listener an `*_listening` event reported (`smtp_listening`, `http_listening`, ...). */
+  async port(event: string, timeoutMs = 20_000): Promise<number> {
+    const p = await pollFor(() => {
+      const e = this.parsed.find((x) => x.event === event);
+      const listeners = e?.listeners as Array<{ port: number }> | undefined;
+      return (listeners?.[0]?.port ?? e?.port) as number | undefined;
+    }, timeoutMs);
+    if (p === undefined) throw new Error(`no ${event} line within ${timeoutMs} ms:\n${this.out.slice(-2000)}`);
+    return p;
   }
 
   /** SIGTERM, wait (bounded) for the exit; returns the exit code (null = had to be killed). */
