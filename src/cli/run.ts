@@ -123,7 +123,7 @@ export async function runCommand(opts: RunOptions): Promise<void> {
         logger,
         hostname: config.smtp.hostname,
         version: VERSION,
-        sources: () => sources.map((s) => ({ name: s.name, ok: true })),
+        sources: () => sources.map((s) => ({ name: s.name, ...s.health() })),
         upstream: typeof relay === 'object' ? relay : undefined,
       });
       started.push({ name: 'http', stop: () => status!.close() });

@@ -104,8 +104,8 @@ export class FileWatch {
   }
 
   /** Every file followed now; `counters` for metrics and tests. */
-  files(): Array<{ file: string; counters: FileTailer['counters']; logins: LoginRecorder['counters']; lag: () => Promise<number> }> {
-    return [...this.followed].map(([file, f]) => ({ file, counters: f.tailer.counters, logins: f.recorder.counters, lag: () => f.tailer.lag() }));
+  files(): Array<{ file: string; counters: FileTailer['counters']; logins: LoginRecorder['counters']; lag: () => Promise<number>; missing: boolean }> {
+    return [...this.followed].map(([file, f]) => ({ file, counters: f.tailer.counters, logins: f.recorder.counters, lag: () => f.tailer.lag(), missing: f.tailer.missing }));
   }
 
   /** Reads whatever is new in every followed file now (tests; the watcher does this on its own). */

@@ -26,6 +26,8 @@ export interface RunningSource {
   stop(): Promise<void>;
   /** cumulative counts for /metrics (one row per followed file; files also report their lag in bytes) */
   stats(): SourceStats[] | Promise<SourceStats[]>;
+  /** for /healthz: a file watch follows at least one file; journald's journalctl runs */
+  health(): { ok: boolean; detail?: string };
 }
 
 /** The default prefix of each kind of source when [[watch]] does not name one. */
@@ -66,6 +68,12 @@ export async function startSources(watches: readonly WatchConfig[], deps: Source
         running.push({
           name,
           stop: () => fw.stop(),
+          health: () => {
+            const files = fw.files();
+            const missing = files.filter((f) => f.missing).map((f) => f.file);
+            if (files.length === 0) return { ok: false, detail: `no file at ${w.path} (waiting for it to appear)` };
+            return missing.length === 0 ? { ok: true } : { ok: false, detail: `no file at ${missing.join(', ')} (waiting for it to appear)` };
+          },
           stats: () => Promise.all(fw.files().map(async (f) => ({ source: f.file, format: w.format, lines: f.counters.lines, logins: f.logins.logins, grants: f.logins.granted, lagBytes: await f.lag() }))),
         });
       } else if (w.journald === true) {
@@ -74,6 +82,7 @@ export async function startSources(watches: readonly WatchConfig[], deps: Source
         running.push({
           name,
           stop: () => jw.stop(),
+          health: () => (jw.running ? { ok: true } : { ok: false, detail: 'journalctl is not running (restarting with back-off)' }),
           stats: () => [{ source: name, format: w.format, lines: jw.counters.entries + jw.counters.skipped, logins: jw.loginCounters.logins, grants: jw.loginCounters.granted }],
         });
       } else {
@@ -85,6 +94,7 @@ export async function startSources(watches: readonly WatchConfig[], deps: Source
           stop: async () => {
             sw.close();
           },
+          health: () => ({ ok: true }),
           stats: () => [{ source: `${w.format}:stdin`, format: w.format, lines: recorder.counters.lines, logins: recorder.counters.logins, grants: recorder.counters.granted }],
         });
       }

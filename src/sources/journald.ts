@@ -244,6 +244,11 @@ export class JournaldWatch {
     return this.cursor;
   }
 
+  /** journalctl is running now (false between a crash and its restart, or after stop) */
+  get running(): boolean {
+    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
   get loginCounters(): LoginRecorder['counters'] {
     return this.recorder.counters;
   }

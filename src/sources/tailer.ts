@@ -225,6 +225,11 @@ export class FileTailer {
    * Bytes written to the followed file and not yet handed over (its size minus the read offset), for
    * /metrics; 0 when no file is open. Read-only: one fstat of the open handle.
    */
+  /** No file is open at the path (not created yet, or gone after a rotation and not back). */
+  get missing(): boolean {
+    return this.current === undefined;
+  }
+
   async lag(): Promise<number> {
     const f = this.current;
     if (f === undefined) return 0;

@@ -181,3 +181,36 @@ test('SIGHUP under load: old or new answers only, no dropped connection; invalid
 
   assert.equal(await daemon.stop(20_000), 0, daemon.out.slice(-2000));
 });
+
+test('/healthz: 503 naming the source while its log file is missing, 200 once it appears', async () => {
+  const sub = join(dir, 'health');
+  await import('node:fs/promises').then((fs) => fs.mkdir(sub, { recursive: true }));
+  const log = join(sub, 'dovecot.log');
+  const file = join(sub, 'relaygate.toml');
+  await writeFile(file, [`data_dir = ${JSON.stringify(join(sub, 'data'))}`, '[[watch]]', `path = ${JSON.stringify(log)}`, 'format = "dovecot"', 'prefix = "logpath"', '[http]', 'listen = "127.0.0.1:0"', ''].join('\n'));
+  const d = await Daemon.start(file, sub);
+  try {
+    const port = await d.port('http_listening');
+    const health = async () => {
+      const body = await new Promise<{ status: number; body: string }>((res, rej) => {
+        http.get({ host: '127.0.0.1', port, path: '/healthz', timeout: 10_000 }, (r) => {
+          let b = '';
+          r.on('data', (c: Buffer) => (b += c));
+          r.on('end', () => res({ status: r.statusCode!, body: b }));
+        }).on('error', rej);
+      });
+      return { status: body.status, json: JSON.parse(body.body) as { status: string; checks: Record<string, { ok: boolean; detail?: string }> } };
+    };
+    const missing = await health();
+    assert.equal(missing.status, 503);
+    assert.equal(missing.json.checks.sources?.ok, false);
+    assert.match(missing.json.checks.sources?.detail ?? '', /no file at .*dovecot\.log/);
+    assert.equal(missing.json.checks.store?.ok, true);
+    assert.equal(missing.json.checks.upstream, undefined, 'no SMTP gateway, no upstream check');
+    await writeFile(log, '');
+    const ok = await pollFor(async () => ((await health()).status === 200 ? true : undefined), 15_000, 200);
+    assert.equal(ok, true, 'healthy once the file exists');
+  } finally {
+    assert.equal(await d.stop(), 0);
+  }
+});
