@@ -48,9 +48,20 @@ export class Daemon {
     return this.child.exitCode !== null || this.child.signalCode !== null;
   }
 
-  /** The pino lines logged so far, in order (the same array, growing). */
-  events(): readonly Record<string, unknown>[] {
-    return this.parsed;
+  /** The pino lines logged so far, in order (the same array, growing); with `event`, only those lines. */
+  events(event?: string): readonly Record<string, unknown>[] {
+    return event === undefined ? this.parsed : this.parsed.filter((e) => e.event === event);
+  }
+
+  has(event: string, pred: (e: Record<string, unknown>) => boolean = () => true): boolean {
+    return this.parsed.some((e) => e.event === event && pred(e));
+  }
+
+  /** Waits (bounded) for a log line with this event; fails with the process's output. */
+  async waitFor(event: string, pred: (e: Record<string, unknown>) => boolean = () => true, timeoutMs = 15_000): Promise<Record<string, unknown>> {
+    const e = await pollFor(() => this.parsed.find((x) => x.event === event && pred(x)), timeoutMs, 50);
+    if (e === undefined) throw new Error(`relaygate: no ${event} line within ${timeoutMs} ms:\n${this.out.slice(-3000)}`);
+    return e;
   }
 
   /** The port of the first listener an `*_listening` event reported (`smtp_listening`, `http_listening`, ...). */

@@ -3,12 +3,11 @@
 // test can read. Loopback only, IP literals only; every command is bounded in time (curl --max-time,
 // run()'s kill timer).
 import { Writable } from 'node:stream';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createLogger, type Logger } from '../../src/log/logger.ts';
 import { signRequest } from '../../src/feeds/hmac.ts';
-import { pollFor, run, runOk, waitExit, type RunResult } from './proc.ts';
+import { run, runOk } from './proc.ts';
 
 export interface CurlAnswer {
   status: number;
@@ -75,96 +74,4 @@ export async function writeBody(dir: string, name: string, body: string): Promis
   const f = join(dir, name);
   await writeFile(f, body);
   return f;
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// The real daemon as a child process: `relaygate run -c FILE`, its pino lines collected.
-
-const ROOT = join(import.meta.dirname, '../..');
-const MAIN = join(ROOT, 'src/main.ts');
-const TSX = import.meta.resolve('tsx');
-
-/** `relaygate ARGS` to completion (CLI commands), bounded in time. */
-export function relaygateCli(args: string[], cwd: string, timeoutMs = 30_000): Promise<RunResult> {
-  return new Promise((done, fail) => {
-    const child = spawn(process.execPath, ['--import', TSX, MAIN, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      fail(e);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      done({ code, signal, stdout, stderr });
-    });
-  });
-}
-
-export class RelaygateProcess {
-  out = '';
-  private constructor(
-    readonly name: string,
-    readonly child: ChildProcess,
-  ) {
-    child.stdout?.on('data', (d: Buffer) => (this.out += d.toString()));
-    child.stderr?.on('data', (d: Buffer) => (this.out += d.toString()));
-  }
-
-  /** Starts `relaygate run -c config` and waits (bounded) for its "components" line. */
-  static async start(name: string, config: string, cwd: string, timeoutMs = 30_000): Promise<RelaygateProcess> {
-    const child = spawn(process.execPath, ['--import', TSX, MAIN, 'run', '-c', config], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    const d = new RelaygateProcess(name, child);
-    const up = await pollFor(() => (d.exited() ? false : d.has('components') ? true : undefined), timeoutMs, 50);
-    if (up !== true) {
-      if (!d.exited()) child.kill('SIGKILL');
-      throw new Error(`relaygate ${name} did not start (${d.exited() ? `exited ${child.exitCode ?? child.signalCode}` : `no "components" line within ${timeoutMs} ms`}):\n${d.out.slice(-4000)}`);
-    }
-    return d;
-  }
-
-  exited(): boolean {
-    return this.child.exitCode !== null || this.child.signalCode !== null;
-  }
-
-  events(event?: string): Array<Record<string, unknown>> {
-    const ev: Array<Record<string, unknown>> = [];
-    for (const l of this.out.split('\n')) {
-      if (!l.startsWith('{')) continue;
-      try {
-        const e = JSON.parse(l) as Record<string, unknown>;
-        if (event === undefined || e.event === event) ev.push(e);
-      } catch {
-        /* a partial line */
-      }
-    }
-    return ev;
-  }
-
-  has(event: string, pred: (e: Record<string, unknown>) => boolean = () => true): boolean {
-    return this.events(event).some(pred);
-  }
-
-  /** Waits (bounded) for a log line with this event; fails with the process's output. */
-  async waitFor(event: string, pred: (e: Record<string, unknown>) => boolean = () => true, timeoutMs = 15_000): Promise<Record<string, unknown>> {
-    const e = await pollFor(() => this.events(event).find(pred), timeoutMs, 50);
-    if (e === undefined) throw new Error(`relaygate ${this.name}: no ${event} line within ${timeoutMs} ms:\n${this.out.slice(-3000)}`);
-    return e;
-  }
-
-  /** SIGTERM and wait (bounded); returns the exit code (null: had to be killed). */
-  async stop(timeoutMs = 15_000): Promise<number | null> {
-    if (!this.exited()) {
-      this.child.kill('SIGTERM');
-      if (!(await waitExit(this.child, timeoutMs))) {
-        this.child.kill('SIGKILL');
-        await waitExit(this.child, 5_000);
-        return null;
-      }
-    }
-    return this.child.exitCode;
-  }
 }

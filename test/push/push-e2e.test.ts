@@ -23,7 +23,8 @@ import { openLmdbAccessMap, type LmdbAccessMap } from '../../src/store/lmdb-map.
 import { CidrSet } from '../../src/net/index.ts';
 import { silentLogger } from '../../src/log/logger.ts';
 import { freePort, pollFor, run } from '../helpers/proc.ts';
-import { RelaygateProcess, relaygateCli, selfSignedCert } from '../helpers/feed.ts';
+import { selfSignedCert } from '../helpers/feed.ts';
+import { Daemon, relaygate as relaygateCli } from '../helpers/daemon.ts';
 
 const SMTP_IP = '127.0.0.32';
 const SECRET1 = 'e2e-pop1-secret-0123456789abcdef0123456789abcdef';
@@ -34,9 +35,9 @@ let cert = '';
 let smtpCfg = '';
 let pop1Cfg = '';
 let pop2Cfg = '';
-let smtp: RelaygateProcess | undefined;
-let pop1: RelaygateProcess | undefined;
-let pop2: RelaygateProcess | undefined;
+let smtp: Daemon | undefined;
+let pop1: Daemon | undefined;
+let pop2: Daemon | undefined;
 let smtpMap: LmdbAccessMap | undefined;
 
 function dovecotLine(ip: string, user: string, service = 'pop3'): string {
@@ -101,9 +102,9 @@ before(async () => {
   await writeFile(pop2Cfg, popConfig('pop2', SECRET2, '3s'));
   for (const n of ['pop1', 'pop2']) await writeFile(join(dir, n, 'mail.log'), '');
   [smtp, pop1, pop2] = await Promise.all([
-    RelaygateProcess.start('smtp', smtpCfg, dir),
-    RelaygateProcess.start('pop1', pop1Cfg, dir),
-    RelaygateProcess.start('pop2', pop2Cfg, dir),
+    Daemon.start(smtpCfg, dir),
+    Daemon.start(pop1Cfg, dir),
+    Daemon.start(pop2Cfg, dir),
   ]);
   smtpMap = await openLmdbAccessMap({ path: join(dir, 'smtp', 'map'), mynetworks: new CidrSet([]), neverAuthorize: new CidrSet([]), clock: () => Date.now(), logger: silentLogger(), verify: false });
 });
@@ -138,7 +139,7 @@ test('SMTP host down, then back: the queued login arrives; the one older than gr
   await pop2!.waitFor('push_failed', (e) => Number(e.queued) >= 1);
   // pop2's grace is 3 s: keep the SMTP host away until its queued login is stale
   await sleep(Math.max(0, 3500 - (Date.now() - downAt)));
-  smtp = await RelaygateProcess.start('smtp', smtpCfg, dir);
+  smtp = await Daemon.start(smtpCfg, dir);
   const g = await waitGrant('192.0.2.8', 40_000);
   assert.equal(g!.user, 'bob');
   assert.equal(g!.source, 'feed:pop1');
@@ -177,5 +178,5 @@ old=$((ts - 120)); n3=$(openssl rand -hex 16); send "$old" "$n3" "$(sign "$old" 
 });
 
 test('every daemon stops cleanly on SIGTERM', async () => {
-  for (const d of [pop1!, pop2!, smtp!]) assert.equal(await d.stop(), 0, `${d.name} exit status\n${d.out.slice(-1500)}`);
+  for (const [name, d] of [['pop1', pop1!], ['pop2', pop2!], ['smtp', smtp!]] as const) assert.equal(await d.stop(), 0, `${name} exit status\n${d.out.slice(-1500)}`);
 });
