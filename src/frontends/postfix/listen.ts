@@ -235,3 +235,99 @@ export function timeoutSweep(requestMs: number, idleMs: number): { add(c: TimedC
     stop: () => clearInterval(timer),
   };
 }
+
+/** At most this many requests may wait on one connection for their replies (Postfix sends one at a time). */
+export const MAX_PIPELINED = 64;
+
+export interface RequestLoopOptions<Req> {
+  readonly sock: net.Socket;
+  readonly sweep: { add(c: TimedConnection): void; delete(c: TimedConnection): void };
+  readonly conns: WeakMap<net.Socket, TimedConnection>;
+  /** the protocol's framing: `midRequest` while a request has begun but is not complete */
+  readonly parser: { readonly midRequest: boolean };
+  /** feeds bytes to the parser: the complete requests, or the reason the input is malformed */
+  feed(chunk: Buffer): { requests: readonly Req[]; error?: string | undefined };
+  /** the framed reply to one request; a throw is answered by onInternalError */
+  answer(req: Req): Promise<string>;
+  onInternalError(err: unknown): string;
+  /** after each answer (counters, debug lines) */
+  answered?(req: Req, reply: string): void;
+  /** logs and counts a malformed request; the loop then closes the connection */
+  onMalformed(why: string): void;
+  readonly requestTimeoutText: string;
+  readonly eofText: string;
+  onIdleClose?(): void;
+  onClose?(): void;
+}
+
+/**
+ * One connection of a request/reply protocol (policy delegation, socketmap): requests answered in order,
+ * one at a time, replies written with back-pressure; malformed input, a request left unfinished past the
+ * request timeout, a connection closed mid-request or more than MAX_PIPELINED unanswered requests close the
+ * connection; an idle connection is closed quietly. Timeouts come from the listener's timeoutSweep.
+ */
+export function serveRequests<Req>(o: RequestLoopOptions<Req>): void {
+  const { sock } = o;
+  const queue: Req[] = [];
+  let dead = false;
+  const malformed = (why: string) => {
+    if (dead) return;
+    dead = true;
+    o.onMalformed(why);
+    sock.destroy();
+  };
+  const tc: TimedConnection = {
+    last: Date.now(),
+    busy: false,
+    midRequest: () => o.parser.midRequest || queue.length > 0,
+    onTimeout(kind) {
+      if (kind === 'request') return malformed(o.requestTimeoutText);
+      o.onIdleClose?.();
+      dead = true;
+      sock.destroy();
+    },
+  };
+  o.conns.set(sock, tc);
+  o.sweep.add(tc);
+  sock.on('end', () => {
+    if (o.parser.midRequest) malformed(o.eofText);
+  });
+  sock.on('close', () => {
+    dead = true;
+    o.sweep.delete(tc);
+    o.onClose?.();
+  });
+  const pump = async () => {
+    if (tc.busy) return;
+    tc.busy = true;
+    try {
+      while (queue.length > 0 && !dead) {
+        const req = queue.shift()!;
+        let reply: string;
+        try {
+          reply = await o.answer(req);
+        } catch (err) {
+          reply = o.onInternalError(err);
+        }
+        o.answered?.(req, reply);
+        if (dead) break;
+        if (!sock.write(reply)) {
+          sock.pause();
+          sock.once('drain', () => sock.resume());
+        }
+      }
+    } finally {
+      tc.busy = false;
+      tc.last = Date.now();
+    }
+  };
+  sock.on('data', (chunk: Buffer) => {
+    if (dead) return;
+    tc.last = Date.now();
+    const r = o.feed(chunk);
+    for (const q of r.requests) queue.push(q);
+    if (r.error !== undefined) return malformed(r.error);
+    if (queue.length > MAX_PIPELINED) return malformed(`more than ${MAX_PIPELINED} requests sent without reading the replies`);
+    if (queue.length > 0) void pump();
+  });
+}

@@ -40,12 +40,12 @@ import type { Decision, DecisionRequest, Engine, Stage } from '../../engine/inde
 import type { Logger } from '../../log/logger.ts';
 import { printable } from '../../log/format.ts';
 import { normalizeIp, type CidrSet } from '../../net/index.ts';
-import { listenStream, timeoutSweep, type ListenSpec, type StreamListener, type TimedConnection } from './listen.ts';
+import { listenStream, serveRequests, timeoutSweep, type ListenSpec, type StreamListener, type TimedConnection } from './listen.ts';
 
 export const MAX_LINE_CHARS = 16_384;
 export const MAX_ATTRIBUTES = 256;
 export const MAX_REQUEST_CHARS = 65_536;
-export const MAX_PIPELINED = 64;
+export { MAX_PIPELINED } from './listen.ts';
 export const REQUEST_TIMEOUT_MS = 30_000;
 export const IDLE_TIMEOUT_MS = 600_000;
 
@@ -251,76 +251,30 @@ export async function startPolicyService(o: PolicyServiceOptions): Promise<Polic
     busy: (s) => conns.get(s)?.busy ?? false,
     onConnection(sock, peer) {
       const parser = new PolicyRequestParser();
-      const queue: PolicyAttributes[] = [];
       const trusted: { value: Trusted | undefined } = { value: undefined };
-      let dead = false;
       logger.debug({ event: 'policy_connect', peer }, `policy: connect from ${peer}`);
-
-      const malformed = (why: string) => {
-        if (dead) return;
-        dead = true;
-        counters.malformed++;
-        logger.warn({ event: 'policy_malformed', peer, reason: why }, `policy: malformed request from ${peer}: ${why}; closing the connection`);
-        sock.destroy();
-      };
-      const tc: TimedConnection = {
-        last: Date.now(),
-        busy: false,
-        midRequest: () => parser.midRequest || queue.length > 0,
-        onTimeout(kind) {
-          if (kind === 'request') return malformed(`request not finished within ${requestTimeoutMs / 1000} s (no empty line)`);
-          logger.debug({ event: 'policy_idle_close', peer }, `policy: closing idle connection from ${peer}`);
-          dead = true;
-          sock.destroy();
+      serveRequests<PolicyAttributes>({
+        sock,
+        sweep,
+        conns,
+        parser,
+        feed: (chunk) => parser.feed(chunk),
+        answer: async (attrs) => `action=${await answer(attrs, peer, trusted)}\n\n`,
+        onInternalError(err) {
+          // engine.decide() answers its own failures; this is a bug here: still temporary, never OK
+          counters.tempfail++;
+          logger.error({ event: 'policy_internal_error', err, peer }, `policy: internal error: ${(err as Error).message}; answering ${o.tempfailAction}`);
+          return `action=${o.tempfailAction}\n\n`;
         },
-      };
-      conns.set(sock, tc);
-      sweep.add(tc);
-      sock.on('end', () => {
-        if (parser.midRequest) malformed('connection closed in the middle of a request (no empty line)');
-      });
-      sock.on('close', () => {
-        dead = true;
-        sweep.delete(tc);
-        logger.debug({ event: 'policy_disconnect', peer }, `policy: disconnect from ${peer}`);
-      });
-
-      const pump = async () => {
-        if (tc.busy) return;
-        tc.busy = true;
-        try {
-          while (queue.length > 0 && !dead) {
-            const attrs = queue.shift()!;
-            let action: string;
-            try {
-              action = await answer(attrs, peer, trusted);
-            } catch (err) {
-              // engine.decide() answers its own failures; this is a bug here: still temporary, never OK
-              counters.tempfail++;
-              logger.error({ event: 'policy_internal_error', err, peer }, `policy: internal error: ${(err as Error).message}; answering ${o.tempfailAction}`);
-              action = o.tempfailAction;
-            }
-            counters.requests++;
-            if (dead) break;
-            if (!sock.write(`action=${action}\n\n`)) {
-              sock.pause();
-              sock.once('drain', () => sock.resume());
-            }
-          }
-        } finally {
-          tc.busy = false;
-          tc.last = Date.now();
-        }
-      };
-
-      sock.on('data', (chunk: Buffer) => {
-        if (dead) return;
-        tc.last = Date.now();
-        const r = parser.feed(chunk);
-        for (const q of r.requests) queue.push(q);
-        if (r.error !== undefined) return malformed(r.error);
-        if (queue.length > MAX_PIPELINED) return malformed(`more than ${MAX_PIPELINED} requests sent without reading the replies`);
-        if (queue.length > 0) void pump();
+        answered: () => void counters.requests++,
+        onMalformed(why) {
+          counters.malformed++;
+          logger.warn({ event: 'policy_malformed', peer, reason: why }, `policy: malformed request from ${peer}: ${why}; closing the connection`);
+        },
+        requestTimeoutText: `request not finished within ${requestTimeoutMs / 1000} s (no empty line)`,
+        eofText: 'connection closed in the middle of a request (no empty line)',
+        onIdleClose: () => logger.debug({ event: 'policy_idle_close', peer }, `policy: closing idle connection from ${peer}`),
+        onClose: () => logger.debug({ event: 'policy_disconnect', peer }, `policy: disconnect from ${peer}`),
       });
     },
   });

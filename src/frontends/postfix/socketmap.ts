@@ -32,11 +32,11 @@ import type { Logger } from '../../log/logger.ts';
 import { printable } from '../../log/format.ts';
 import { normalizeIp, type CidrSet } from '../../net/index.ts';
 import type { LookupTable } from '../../tables/index.ts';
-import { listenStream, timeoutSweep, type ListenSpec, type StreamListener, type TimedConnection } from './listen.ts';
+import { listenStream, serveRequests, timeoutSweep, type ListenSpec, type StreamListener, type TimedConnection } from './listen.ts';
 
 /** socketmap_table(5): replies "must not exceed 100000 bytes"; requests are held to the same bound. */
 export const MAX_NETSTRING = 100_000;
-export const MAX_PIPELINED = 64;
+export { MAX_PIPELINED } from './listen.ts';
 export const REQUEST_TIMEOUT_MS = 30_000;
 export const IDLE_TIMEOUT_MS = 600_000;
 
@@ -199,73 +199,37 @@ export async function startSocketmap(o: SocketmapOptions): Promise<SocketmapServ
     busy: (s) => conns.get(s)?.busy ?? false,
     onConnection(sock, peer) {
       const parser = new NetstringParser();
-      const queue: Buffer[] = [];
-      let dead = false;
-      const malformed = (why: string) => {
-        if (dead) return;
-        dead = true;
-        counters.malformed++;
-        logger.warn({ event: 'socketmap_malformed', peer, reason: why }, `socketmap: malformed request from ${peer}: ${why}; closing the connection`);
-        sock.destroy();
-      };
-      const tc: TimedConnection = {
-        last: Date.now(),
-        busy: false,
-        midRequest: () => parser.midRequest || queue.length > 0,
-        onTimeout(kind) {
-          if (kind === 'request') return malformed(`netstring not finished within ${requestTimeoutMs / 1000} s`);
-          dead = true;
-          sock.destroy();
-        },
-      };
-      conns.set(sock, tc);
-      sweep.add(tc);
-      sock.on('end', () => {
-        if (parser.midRequest) malformed('connection closed in the middle of a netstring');
-      });
-      sock.on('close', () => {
-        dead = true;
-        sweep.delete(tc);
-      });
-      const pump = async () => {
-        if (tc.busy) return;
-        tc.busy = true;
-        try {
-          while (queue.length > 0 && !dead) {
-            const p = queue.shift()!;
-            let reply: string;
-            try {
-              reply = await answer(p, peer);
-            } catch (err) {
-              counters.temp++;
-              logger.error({ event: 'socketmap_internal_error', err, peer }, `socketmap: internal error: ${(err as Error).message}; answering TEMP`);
-              reply = reason('TEMP', 'internal error');
-            }
-            counters.lookups++;
-            if (logger.isLevelEnabled('debug')) logger.debug({ event: 'socketmap_lookup', peer, request: printable(p.toString('utf8').slice(0, 200)), reply }, `socketmap: ${printable(p.toString('utf8').slice(0, 200))} -> ${reply}`);
-            if (dead) break;
-            if (!sock.write(netstring(reply))) {
-              sock.pause();
-              sock.once('drain', () => sock.resume());
-            }
+      serveRequests<Buffer>({
+        sock,
+        sweep,
+        conns,
+        parser,
+        feed(chunk) {
+          const r = parser.feed(chunk);
+          const requests: Buffer[] = [];
+          for (const p of r.payloads) {
+            const junk = controlByte(p);
+            if (junk !== undefined) return { requests, error: `control character 0x${junk.toString(16).padStart(2, '0')} in a request (binary junk)` };
+            requests.push(p);
           }
-        } finally {
-          tc.busy = false;
-          tc.last = Date.now();
-        }
-      };
-      sock.on('data', (chunk: Buffer) => {
-        if (dead) return;
-        tc.last = Date.now();
-        const r = parser.feed(chunk);
-        for (const p of r.payloads) {
-          const junk = controlByte(p);
-          if (junk !== undefined) return malformed(`control character 0x${junk.toString(16).padStart(2, '0')} in a request (binary junk)`);
-          queue.push(p);
-        }
-        if (r.error !== undefined) return malformed(r.error);
-        if (queue.length > MAX_PIPELINED) return malformed(`more than ${MAX_PIPELINED} requests sent without reading the replies`);
-        if (queue.length > 0) void pump();
+          return { requests, error: r.error };
+        },
+        answer: async (p) => netstring(await answer(p, peer)),
+        onInternalError(err) {
+          counters.temp++;
+          logger.error({ event: 'socketmap_internal_error', err, peer }, `socketmap: internal error: ${(err as Error).message}; answering TEMP`);
+          return netstring(reason('TEMP', 'internal error'));
+        },
+        answered(p, reply) {
+          counters.lookups++;
+          if (logger.isLevelEnabled('debug')) logger.debug({ event: 'socketmap_lookup', peer, request: printable(p.toString('utf8').slice(0, 200)), reply }, `socketmap: ${printable(p.toString('utf8').slice(0, 200))} -> ${reply}`);
+        },
+        onMalformed(why) {
+          counters.malformed++;
+          logger.warn({ event: 'socketmap_malformed', peer, reason: why }, `socketmap: malformed request from ${peer}: ${why}; closing the connection`);
+        },
+        requestTimeoutText: `netstring not finished within ${requestTimeoutMs / 1000} s`,
+        eofText: 'connection closed in the middle of a netstring',
       });
     },
   });
