@@ -20,7 +20,9 @@
 // hits both sides of it. The answers are tallied and checked: a server that answered the wrong thing fails the
 // run.
 // Targets (issue 5): >= 80% of the trivial server's rate and p99 <= 2 ms at 10 connections, for the policy
-// service and for socketmap. One informational row more: the policy service at 10 connections in a second
+// service and for socketmap. Calibration rows (informational): the trivial server doing 2 and 5 µs of busy
+// work per request before it answers — what a given amount of per-request work costs in this harness on
+// this machine, i.e. how much work fits under the 80% target at all. One informational row more: the policy service at 10 connections in a second
 // daemon with log_level = "warn" (no info line per permit), to show what the decision log line costs.
 //
 // `quick`: 0.3 s warm-up + 1 s per window, 3 rounds (~1.5 min); otherwise 0.5 s + 2 s, 5 rounds (~4 min).
@@ -46,6 +48,10 @@ const GUARD = join(HERE, 'peers', 'loopback-guard.cjs');
 const MAIN = join(ROOT, 'bench', '.peers', 'relaygate-build', 'dist', 'main.js');
 const FIXTURE = join(ROOT, 'test', 'fixtures', 'postfix', 'policy-request-rcpt.txt');
 const CONNECTIONS = [1, 10, 50] as const;
+/** µs of busy work per request in the calibration servers (trivial server + work), measured at 10 connections */
+const SPIN_US = [2, 5] as const;
+/** extra node options for the daemon, e.g. RG_BENCH_DAEMON_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" */
+const DAEMON_ARGS = (process.env['RG_BENCH_DAEMON_ARGS'] ?? '').split(' ').filter((a) => a !== '');
 const TARGET_RATIO = 0.8;
 const TARGET_P99_MS = 2;
 const GRANTED = Array.from({ length: 50 }, (_, i) => `127.0.1.${i + 1}`);
@@ -159,7 +165,7 @@ async function startDaemon(parent: string, logLevel: 'info' | 'warn'): Promise<{
   );
   const logFile = join(dir, 'relaygate.log');
   const out = await open(logFile, 'w');
-  const child = spawn(process.execPath, ['--require', GUARD, MAIN, 'run', '-c', config], { cwd: dir, stdio: ['ignore', out.fd, 'pipe'] });
+  const child = spawn(process.execPath, [...DAEMON_ARGS, '--require', GUARD, MAIN, 'run', '-c', config], { cwd: dir, stdio: ['ignore', out.fd, 'pipe'] });
   await out.close();
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-5000)));
@@ -182,8 +188,8 @@ async function startDaemon(parent: string, logLevel: 'info' | 'warn'): Promise<{
   return { policy: { name: 'relaygate policy', port: policyPort, stop }, socketmap: { name: 'relaygate socketmap', port: socketmapPort, stop }, child, logFile };
 }
 
-async function startTrivial(mode: 'policy' | 'socketmap'): Promise<Server> {
-  const { child } = forkTs(join(HERE, 'peers', 'policy-trivial.ts'), [mode]);
+async function startTrivial(mode: 'policy' | 'socketmap', spinUs = 0): Promise<Server> {
+  const { child } = forkTs(join(HERE, 'peers', 'policy-trivial.ts'), [mode, String(spinUs)]);
   const port = await ipcRequest(child, undefined, (m) => (typeof (m as { port?: unknown }).port === 'number' ? (m as { port: number }).port : undefined), 20_000, `trivial ${mode} server`);
   return { name: `trivial ${mode === 'policy' ? 'DUNNO' : 'NOTFOUND'}`, port, stop: () => stopChild(child) };
 }
@@ -238,6 +244,12 @@ export async function benchPolicy(opts: { quick?: boolean } = {}): Promise<Bench
     const trivialPolicy = await startTrivial('policy');
     const trivialSocketmap = await startTrivial('socketmap');
     servers.push(trivialPolicy, trivialSocketmap);
+    const spinners: Array<{ us: number; server: Server }> = [];
+    for (const us of SPIN_US) {
+      const server = await startTrivial('policy', us);
+      servers.push(server);
+      spinners.push({ us, server });
+    }
     const pg = await startPostgrey(dir);
     if (typeof pg !== 'string') servers.push(pg);
     const load = forkTs(join(HERE, 'peers', 'policy-load.ts'));
@@ -292,6 +304,11 @@ export async function benchPolicy(opts: { quick?: boolean } = {}): Promise<Bench
           const qp = await run('policy', quiet.policy.port, c);
           check(`relaygate policy (log_level warn) c=${c}`, qp, ['OK', 'DUNNO']);
           keep(`policy:quiet:${c}`, qp);
+          for (const { us, server } of spinners) {
+            const sp = await run('policy', server.port, c);
+            check(`trivial policy + ${us} us c=${c}`, sp, ['DUNNO']);
+            keep(`policy:spin${us}:${c}`, sp);
+          }
         }
         const tp = await run('policy', trivialPolicy.port, c);
         check(`trivial policy c=${c}`, tp, ['DUNNO']);
@@ -346,6 +363,18 @@ export async function benchPolicy(opts: { quick?: boolean } = {}): Promise<Bench
           });
         }
         if (mode === 'policy') {
+          for (const us of SPIN_US) {
+            const sp = summary(`policy:spin${us}:${c}`);
+            if (sp === undefined) continue;
+            results.push({
+              name: `policy ${c} conn: trivial + ${us} µs work`,
+              value: sp.rate,
+              unit: `req/s (p99 ${ms(sp.p99)} ms)`,
+              baseline: { name: 'trivial DUNNO', value: t.rate, unit },
+              ratio: pairedRatio(`policy:spin${us}:${c}`, `policy:trivial:${c}`),
+              notes: `calibration: the trivial server spinning ${us} µs per request before it answers (no parsing, no lookup, no log); what that much work per request costs against the 80% target in this harness`,
+            });
+          }
           const g = summary(`policy:postgrey:${c}`);
           if (g !== undefined) {
             results.push({

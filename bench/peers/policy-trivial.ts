@@ -1,13 +1,21 @@
 // The floor of Node for the policy benchmark: the least a Node server can do per request — a policy server
 // that answers every request `action=DUNNO` and a socketmap server that answers every lookup `NOTFOUND `,
 // with no parsing beyond finding the end of a request. Forked with IPC by bench/policy.ts (its own process,
-// like the server under test); sends `{ port }` once listening on 127.0.0.1:0.
+// like the server under test); sends `{ port }` once listening on 127.0.0.1:0. A second argument (µs) makes
+// it spin that long per request before answering: the benchmark's calibration rows.
 //
 // Security: binds 127.0.0.1 only.
 
 import net from 'node:net';
 
 const mode = process.argv[2] === 'socketmap' ? 'socketmap' : 'policy';
+/** µs of busy work per request (0 = none): the "trivial server plus work" calibration row */
+const spinUs = Number(process.argv[3] ?? 0);
+function spin(): void {
+  if (spinUs <= 0) return;
+  const end = process.hrtime.bigint() + BigInt(Math.round(spinUs * 1000));
+  while (process.hrtime.bigint() < end);
+}
 const DUNNO = Buffer.from('action=DUNNO\n\n');
 const NOTFOUND = Buffer.from('9:NOTFOUND ,');
 
@@ -22,6 +30,7 @@ const server = net.createServer((sock) => {
         const i = buf.indexOf('\n\n');
         if (i === -1) break;
         buf = buf.subarray(i + 2);
+        spin();
         sock.write(DUNNO);
       } else {
         const c = buf.indexOf(58);

@@ -52,7 +52,7 @@ export async function runCommand(opts: RunOptions): Promise<void> {
   const extra = stdinWatch(opts);
   // Config errors are printed by main's reporter (exit 78) before any logger exists; after that, pino.
   const boot = await loadConfig(opts.config);
-  const logger = createLogger({ level: boot.config.log_level });
+  const logger = createLogger({ level: boot.config.log_level, perTurn: true });
   const rt = await openRuntime(opts.config, logger, undefined, { usage: true });
   const { config } = rt;
   // What is running, in start order; stopped in reverse order (on SIGTERM, or when a later start fails).

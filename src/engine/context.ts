@@ -117,7 +117,17 @@ export class RequestContext {
       this.grantState = GrantState.Known;
       return undefined;
     }
-    return this.fetchGrant(this.ip);
+    const grants = this.env.grants;
+    if (grants.lookupSync === undefined) return this.fetchGrant(this.ip);
+    // a store that answers at once (LMDB): no promise on the hot path
+    try {
+      const g = grants.lookupSync(this.ip, this.now);
+      this.grantValue = g;
+      this.grantState = GrantState.Known;
+      return g;
+    } catch (err) {
+      throw this.lookupFailed(this.ip, err);
+    }
   }
 
   /** The grant, if it was looked up and found (for Decision.grant). */
@@ -132,10 +142,15 @@ export class RequestContext {
       this.grantState = GrantState.Known;
       return g;
     } catch (err) {
-      this.grantError = new LookupFailure(this.namaddr, `access map lookup of ${ip} failed: ${(err as Error)?.message ?? String(err)}`, { cause: err });
-      this.grantState = GrantState.Failed;
-      throw this.grantError;
+      throw this.lookupFailed(ip, err);
     }
+  }
+
+  private lookupFailed(ip: string, err: unknown): LookupFailure {
+    const f = new LookupFailure(this.namaddr, `access map lookup of ${ip} failed: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+    this.grantError = f;
+    this.grantState = GrantState.Failed;
+    return f;
   }
 
   /**

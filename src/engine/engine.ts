@@ -142,34 +142,51 @@ export async function createEngine(opts: EngineOptions): Promise<Engine> {
   const senderSteps = compile(lists.sender_restrictions);
   let closed = false;
 
+  /** evaluate() catches per restriction; this is a bug elsewhere (or a bad stage): still answer 4xx. */
+  const internalError = (ctx: RequestContext, err: unknown): Final => {
+    opts.logger.error({ err, client_ip: ctx.ip ?? null, stage: ctx.stage }, `engine: internal error: ${errorText(err)}`);
+    return { action: 'defer', reply: INTERNAL_ERROR, by: null, detail: undefined, failed: true };
+  };
+
+  /** The decision for a list's Final: usage, metrics, the log lines. */
+  const finish = (ctx: RequestContext, final: Final): Decision => {
+    const stage = ctx.stage;
+    // With listEnd 'dunno' the end of the list is no verdict: the caller says DUNNO and Postfix decides.
+    const dunnoEnd = listEnd === 'dunno' && final.action === 'permit' && final.by === null;
+    const decision = new EngineDecision(ctx, final, dunnoEnd, env.sunset);
+    if (usage !== undefined && final.action === 'permit' && !dunnoEnd && stage === 'rcpt' && ctx.ip !== undefined) noteUsage(usage, ctx, final.by);
+    metrics.countDecision(stage, final.by === null ? 'end_of_list' : firstWord(final.by), dunnoEnd ? 'dunno' : final.action);
+    const logger = opts.logger;
+    const level = dunnoEnd ? 'debug' : 'info';
+    if (logger.isLevelEnabled(level)) {
+      const clientIp = ctx.ip ?? printable(ctx.rawIp);
+      if (ctx.sideLines !== undefined) {
+        for (const s of ctx.sideLines) logger.info({ client_ip: clientIp, stage, action: s.kind, restriction: s.restriction }, decisionLine(s.kind, lineFields(ctx), s.what));
+      }
+      logger[level]({ client_ip: clientIp, stage, action: dunnoEnd ? 'dunno' : final.action, restriction: final.by, code: final.reply?.code ?? null, dsn: final.reply?.dsn ?? null }, decision.logLine);
+    }
+    return decision;
+  };
+
   return {
-    async decide(req: DecisionRequest): Promise<Decision> {
+    decide(req: DecisionRequest): Promise<Decision> {
+      // Every front end's hot path: one promise per decision; the list runs synchronously when its
+      // restrictions can answer at once (evaluate()).
       const ctx = new RequestContext(req, env, req.now ?? opts.clock());
-      let final: Final;
+      let r: Final | Promise<Final>;
       try {
         const steps = req.stage === 'rcpt' ? relaySteps : req.stage === 'mail' ? senderSteps : undefined;
         if (steps === undefined) throw new RelaygateError('RG_ERR_INTERNAL', `unknown stage ${JSON.stringify(req.stage)}`);
-        final = await evaluate(ctx, steps);
+        r = evaluate(ctx, steps);
       } catch (err) {
-        // evaluate() catches per restriction; this is a bug elsewhere (or a bad stage): still answer 4xx.
-        opts.logger.error({ err, client_ip: ctx.ip ?? null, stage: req.stage }, `engine: internal error: ${errorText(err)}`);
-        final = { action: 'defer', reply: INTERNAL_ERROR, by: null, detail: undefined, failed: true };
+        r = internalError(ctx, err);
       }
-      // With listEnd 'dunno' the end of the list is no verdict: the caller says DUNNO and Postfix decides.
-      const dunnoEnd = listEnd === 'dunno' && final.action === 'permit' && final.by === null;
-      const decision = new EngineDecision(ctx, final, dunnoEnd, env.sunset);
-      if (usage !== undefined && final.action === 'permit' && !dunnoEnd && req.stage === 'rcpt' && ctx.ip !== undefined) noteUsage(usage, ctx, final.by);
-      metrics.countDecision(req.stage, final.by === null ? 'end_of_list' : final.by.split(' ', 1)[0]!, dunnoEnd ? 'dunno' : final.action);
-      const logger = opts.logger;
-      const level = dunnoEnd ? 'debug' : 'info';
-      if (logger.isLevelEnabled(level)) {
-        const base = { client_ip: ctx.ip ?? printable(ctx.rawIp), stage: req.stage };
-        if (ctx.sideLines !== undefined) {
-          for (const s of ctx.sideLines) logger.info({ ...base, action: s.kind, restriction: s.restriction }, decisionLine(s.kind, lineFields(ctx), s.what));
-        }
-        logger[level]({ ...base, action: dunnoEnd ? 'dunno' : final.action, restriction: final.by, code: final.reply?.code ?? null, dsn: final.reply?.dsn ?? null }, decision.logLine);
+      if (r instanceof Promise) return r.then((f) => finish(ctx, f), (err: unknown) => finish(ctx, internalError(ctx, err)));
+      try {
+        return Promise.resolve(finish(ctx, r));
+      } catch (err) {
+        return Promise.reject(err);
       }
-      return decision;
     },
     async close() {
       if (closed) return;
@@ -182,82 +199,122 @@ export async function createEngine(opts: EngineOptions): Promise<Engine> {
   };
 }
 
-/** Runs one list for one request (Postfix generic_checks() plus the end-of-list rules). */
-async function evaluate(ctx: RequestContext, steps: readonly Step[]): Promise<Final> {
-  const trace = ctx.trace;
+/** What apply() returns to go on with the next restriction without resetting warn_if_reject. */
+const KEEP_WARN_IF_REJECT = 1;
+
+/**
+ * Runs one list for one request (Postfix generic_checks() plus the end-of-list rules). Synchronous while the
+ * restrictions answer at once (LMDB lookups, networks, domains); from the first restriction that returns a
+ * promise (a table or a Redis lookup) it goes on asynchronously.
+ */
+function evaluate(ctx: RequestContext, steps: readonly Step[]): Final | Promise<Final> {
   for (let i = 0; i < steps.length; i++) {
     const step = steps[i]!;
-    let out: Outcome;
+    let out: Outcome | Promise<Outcome>;
     try {
-      const r = step.run(ctx);
-      out = r instanceof Promise ? await r : r;
+      out = step.run(ctx);
     } catch (err) {
       out = failure(ctx, err);
     }
-    switch (out.kind) {
-      case 'dunno':
-        trace.push(out.detail === undefined ? step.dunno : { restriction: step.display, result: 'DUNNO', detail: safe(out.detail) });
-        break;
-      case 'warn_if_reject':
-        trace.push({ restriction: step.display, result: 'DUNNO', detail: 'a reject by the next restriction only warns' });
-        ctx.warnIfReject = true;
-        continue; // the flag must survive into the next restriction
-      case 'warn':
-        trace.push({ restriction: step.display, result: 'WARN', detail: safe(out.detail ?? out.text) });
-        ctx.addSideLine({ kind: 'warn', what: out.text, restriction: step.display });
-        break;
-      case 'ok':
-        if (out.detail === undefined) {
-          trace.push({ restriction: step.display, result: 'OK' });
-          return permitOrDeferred(ctx, step.display, undefined);
-        }
-        const detail = safe(out.detail);
-        trace.push({ restriction: step.display, result: 'OK', detail });
-        return permitOrDeferred(ctx, step.display, detail);
-      case 'reply': {
-        const reply = replyString(out.reply);
-        if (ctx.warnIfReject) {
-          trace.push({ restriction: step.display, result: 'WARN', detail: `reject_warning: ${reply}` });
-          ctx.addSideLine({ kind: 'reject_warning', what: reply, restriction: step.display });
-          break;
-        }
-        // After its sunset date a grant no longer counts: the relay denial tells the user what to change.
-        if (ctx.sunset?.ended === true && step.name === 'reject_unauth_destination' && out.reply.code >= 500) {
-          const sunsetReply = ctx.env.sunset!.reply(ctx.sunset.hit);
-          trace.push({ restriction: step.display, result: 'REJECT', detail: `pop_before_smtp_sunset ${safe(ctx.sunset.hit.key)} ${ctx.sunset.hit.date}: ${replyString(sunsetReply)}` });
-          if (ctx.deferIfReject !== undefined) return { action: 'defer', reply: ctx.deferIfReject.reply, by: step.display, detail: undefined };
-          return { action: 'reject', reply: sunsetReply, by: step.display, detail: undefined };
-        }
-        const temporary = out.reply.code < 500;
-        trace.push({ restriction: step.display, result: temporary ? 'DEFER' : 'REJECT', detail: out.detail === undefined ? reply : `${safe(out.detail)}: ${reply}` });
-        if (!temporary && ctx.deferIfReject !== undefined) {
-          return { action: 'defer', reply: ctx.deferIfReject.reply, by: step.display, detail: undefined };
-        }
-        return { action: temporary ? 'defer' : 'reject', reply: out.reply, by: step.display, detail: undefined };
-      }
-      case 'fail':
-        trace.push({ restriction: step.display, result: 'DEFER', detail: safe(out.detail) });
-        ctx.env.logger.warn({ client_ip: ctx.ip ?? null, stage: ctx.stage, restriction: step.display }, `${step.name}: ${safe(out.detail)}`);
-        return { action: 'defer', reply: out.reply, by: step.display, detail: undefined, failed: true };
-      case 'defer_if_permit':
-      case 'defer_if_reject': {
-        const reply = replyString(out.reply);
-        if (ctx.warnIfReject) {
-          trace.push({ restriction: step.display, result: 'WARN', detail: `reject_warning: ${reply}` });
-          ctx.addSideLine({ kind: 'reject_warning', what: reply, restriction: step.display });
-          break;
-        }
-        const armed = { reply: out.reply, by: step.display };
-        if (out.kind === 'defer_if_permit') ctx.deferIfPermit ??= armed;
-        else ctx.deferIfReject ??= armed;
-        trace.push({ restriction: step.display, result: 'DUNNO', detail: `${out.kind} armed: ${reply}` });
-        break;
-      }
-    }
+    if (out instanceof Promise) return evaluateAsync(ctx, steps, i, out);
+    const f = apply(ctx, step, out);
+    if (f === KEEP_WARN_IF_REJECT) continue;
+    if (f !== undefined) return f;
     ctx.warnIfReject = false;
   }
   // Off the end of the list: permit (Postfix), unless defer_if_permit was armed.
   return permitOrDeferred(ctx, null, undefined);
+}
+
+/** evaluate() from step i on, whose outcome is the promise `first`. */
+async function evaluateAsync(ctx: RequestContext, steps: readonly Step[], i: number, first: Promise<Outcome>): Promise<Final> {
+  let pending: Outcome | Promise<Outcome> = first;
+  for (;;) {
+    let out: Outcome;
+    try {
+      out = pending instanceof Promise ? await pending : pending;
+    } catch (err) {
+      out = failure(ctx, err);
+    }
+    const f = apply(ctx, steps[i]!, out);
+    if (f !== KEEP_WARN_IF_REJECT) {
+      if (f !== undefined) return f;
+      ctx.warnIfReject = false;
+    }
+    if (++i >= steps.length) break;
+    try {
+      pending = steps[i]!.run(ctx);
+    } catch (err) {
+      pending = failure(ctx, err);
+    }
+  }
+  return permitOrDeferred(ctx, null, undefined);
+}
+
+/** One restriction's outcome: the list's Final, KEEP_WARN_IF_REJECT, or undefined to go on. */
+function apply(ctx: RequestContext, step: Step, out: Outcome): Final | typeof KEEP_WARN_IF_REJECT | undefined {
+  const trace = ctx.trace;
+  switch (out.kind) {
+    case 'dunno':
+      trace.push(out.detail === undefined ? step.dunno : { restriction: step.display, result: 'DUNNO', detail: safe(out.detail) });
+      return undefined;
+    case 'warn_if_reject':
+      trace.push({ restriction: step.display, result: 'DUNNO', detail: 'a reject by the next restriction only warns' });
+      ctx.warnIfReject = true;
+      return KEEP_WARN_IF_REJECT; // the flag must survive into the next restriction
+    case 'warn':
+      trace.push({ restriction: step.display, result: 'WARN', detail: safe(out.detail ?? out.text) });
+      ctx.addSideLine({ kind: 'warn', what: out.text, restriction: step.display });
+      return undefined;
+    case 'ok':
+      if (out.detail === undefined) {
+        trace.push({ restriction: step.display, result: 'OK' });
+        return permitOrDeferred(ctx, step.display, undefined);
+      }
+      const detail = safe(out.detail);
+      trace.push({ restriction: step.display, result: 'OK', detail });
+      return permitOrDeferred(ctx, step.display, detail);
+    case 'reply': {
+      const reply = replyString(out.reply);
+      if (ctx.warnIfReject) {
+        trace.push({ restriction: step.display, result: 'WARN', detail: `reject_warning: ${reply}` });
+        ctx.addSideLine({ kind: 'reject_warning', what: reply, restriction: step.display });
+        return undefined;
+      }
+      // After its sunset date a grant no longer counts: the relay denial tells the user what to change.
+      if (ctx.sunset?.ended === true && step.name === 'reject_unauth_destination' && out.reply.code >= 500) {
+        const sunsetReply = ctx.env.sunset!.reply(ctx.sunset.hit);
+        trace.push({ restriction: step.display, result: 'REJECT', detail: `pop_before_smtp_sunset ${safe(ctx.sunset.hit.key)} ${ctx.sunset.hit.date}: ${replyString(sunsetReply)}` });
+        if (ctx.deferIfReject !== undefined) return { action: 'defer', reply: ctx.deferIfReject.reply, by: step.display, detail: undefined };
+        return { action: 'reject', reply: sunsetReply, by: step.display, detail: undefined };
+      }
+      const temporary = out.reply.code < 500;
+      trace.push({ restriction: step.display, result: temporary ? 'DEFER' : 'REJECT', detail: out.detail === undefined ? reply : `${safe(out.detail)}: ${reply}` });
+      if (!temporary && ctx.deferIfReject !== undefined) {
+        return { action: 'defer', reply: ctx.deferIfReject.reply, by: step.display, detail: undefined };
+      }
+      return { action: temporary ? 'defer' : 'reject', reply: out.reply, by: step.display, detail: undefined };
+    }
+    case 'fail':
+      trace.push({ restriction: step.display, result: 'DEFER', detail: safe(out.detail) });
+      ctx.env.logger.warn({ client_ip: ctx.ip ?? null, stage: ctx.stage, restriction: step.display }, `${step.name}: ${safe(out.detail)}`);
+      return { action: 'defer', reply: out.reply, by: step.display, detail: undefined, failed: true };
+    case 'defer_if_permit':
+    case 'defer_if_reject': {
+      const reply = replyString(out.reply);
+      if (ctx.warnIfReject) {
+        trace.push({ restriction: step.display, result: 'WARN', detail: `reject_warning: ${reply}` });
+        ctx.addSideLine({ kind: 'reject_warning', what: reply, restriction: step.display });
+        return undefined;
+      }
+      const armed = { reply: out.reply, by: step.display };
+      if (out.kind === 'defer_if_permit') ctx.deferIfPermit ??= armed;
+      else ctx.deferIfReject ??= armed;
+      trace.push({ restriction: step.display, result: 'DUNNO', detail: `${out.kind} armed: ${reply}` });
+      return undefined;
+    }
+  }
+  return undefined;
 }
 
 const METHOD_BY_RESTRICTION: ReadonlyMap<string, RelayMethod> = new Map([
@@ -381,6 +438,12 @@ class EngineDecision implements Decision {
       ...(sunset === undefined ? {} : { sunset }),
     };
   }
+}
+
+/** `check_client_access hash:/x` → `check_client_access` (the name alone is the metric label) */
+function firstWord(s: string): string {
+  const sp = s.indexOf(' ');
+  return sp === -1 ? s : s.slice(0, sp);
 }
 
 function errorText(err: unknown): string {

@@ -7,33 +7,42 @@
 
 import type { Decision, DecisionRequest, Engine } from './types.ts';
 
+/** An engine and the number of decisions running on it. */
+interface Slot {
+  readonly engine: Engine;
+  running: number;
+}
+
 export class SwitchableEngine implements Engine {
-  #current: Engine;
-  #inFlight = new Map<Engine, number>();
+  #slot: Slot;
   #closed = false;
 
   constructor(initial: Engine) {
-    this.#current = initial;
+    this.#slot = { engine: initial, running: 0 };
   }
 
   get current(): Engine {
-    return this.#current;
+    return this.#slot.engine;
   }
 
-  async decide(req: DecisionRequest): Promise<Decision> {
-    const e = this.#current;
-    this.#inFlight.set(e, (this.#inFlight.get(e) ?? 0) + 1);
+  decide(req: DecisionRequest): Promise<Decision> {
+    // on every request of every front end: a counter on the slot, no async wrapper
+    const slot = this.#slot;
+    slot.running++;
+    let p: Promise<Decision>;
     try {
-      return await e.decide(req);
-    } finally {
-      const n = this.#inFlight.get(e)! - 1;
-      if (n === 0) this.#inFlight.delete(e);
-      else this.#inFlight.set(e, n);
+      p = slot.engine.decide(req);
+    } catch (err) {
+      slot.running--;
+      return Promise.reject(err);
     }
+    const done = () => void slot.running--;
+    p.then(done, done);
+    return p;
   }
 
   describe(): { relay: string[]; sender: string[] } {
-    return this.#current.describe();
+    return this.#slot.engine.describe();
   }
 
   /**
@@ -41,13 +50,13 @@ export class SwitchableEngine implements Engine {
    * closed in the background once its running decisions are done (at most `drainMs`); `retired` settles then.
    */
   swap(next: Engine, drainMs = 30_000): { retired: Promise<void> } {
-    const old = this.#current;
-    this.#current = next;
-    if (old === next) return { retired: Promise.resolve() };
+    const old = this.#slot;
+    if (old.engine === next) return { retired: Promise.resolve() };
+    this.#slot = { engine: next, running: 0 };
     const retired = (async () => {
       const deadline = Date.now() + drainMs;
-      while ((this.#inFlight.get(old) ?? 0) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      await old.close().catch(() => undefined);
+      while (old.running > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      await old.engine.close().catch(() => undefined);
     })();
     return { retired };
   }
@@ -55,6 +64,6 @@ export class SwitchableEngine implements Engine {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.#current.close();
+    await this.#slot.engine.close();
   }
 }

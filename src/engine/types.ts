@@ -89,6 +89,8 @@ export interface UsageSink {
 export interface GrantLookup {
   /** The unexpired grant for `ip` (normalized), or undefined; may throw on a store failure. */
   lookup(ip: string, now: number): Promise<Grant | undefined>;
+  /** The same answer without a promise, for stores that can give it at once (LMDB); may throw like lookup. */
+  lookupSync?(ip: string, now: number): Grant | undefined;
 }
 
 export interface EngineOptions {

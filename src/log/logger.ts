@@ -6,6 +6,7 @@
 // in the first two levels of a logged object.
 
 import { pino, type Logger as PinoLogger, type LevelWithSilent } from 'pino';
+import { TurnBufferedDestination } from './destination.ts';
 
 export type Logger = PinoLogger;
 export type LogLevel = LevelWithSilent;
@@ -53,22 +54,42 @@ export function redactFields(o: Record<string, unknown>): Record<string, unknown
   return out ?? o;
 }
 
+/**
+ * pino's isoTime, formatted once per millisecond: under load many lines share a millisecond, and
+ * Date#toISOString is a visible part of a line's cost.
+ */
+let lastMs = Number.NaN;
+let lastTime = '';
+export function isoTimeCached(): string {
+  const now = Date.now();
+  if (now !== lastMs) {
+    lastMs = now;
+    lastTime = `,"time":"${new Date(now).toISOString()}"`;
+  }
+  return lastTime;
+}
+
 export interface LoggerOptions {
   level?: LogLevel;
   /** where lines go; defaults to stdout (fd 1) */
   destination?: NodeJS.WritableStream | number;
   name?: string;
+  /**
+   * with a file descriptor: write the lines of one event-loop turn together (TurnBufferedDestination), as the
+   * daemon does; otherwise each line is written at once
+   */
+  perTurn?: boolean;
 }
 
 export function createLogger(opts: LoggerOptions = {}): Logger {
   const dest = opts.destination ?? 1;
-  const stream = typeof dest === 'number' ? pino.destination({ dest, sync: true }) : dest;
+  const stream = typeof dest !== 'number' ? dest : opts.perTurn === true ? new TurnBufferedDestination(dest) : pino.destination({ dest, sync: true });
   return pino(
     {
       name: opts.name ?? 'relaygate',
       level: opts.level ?? 'info',
       base: { pid: process.pid },
-      timestamp: pino.stdTimeFunctions.isoTime,
+      timestamp: isoTimeCached,
       formatters: { level: (label) => ({ level: label }), log: redactFields },
     },
     stream,

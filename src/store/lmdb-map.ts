@@ -732,6 +732,11 @@ export class LmdbAccessMap implements AccessMap {
   }
 
   async lookup(ip: string, now: number = this.clock()): Promise<Grant | undefined> {
+    return this.lookupSync(ip, now);
+  }
+
+  /** lookup() without the promise: the engine's hot path (an mmap read needs no waiting); throws on a failed read. */
+  lookupSync(ip: string, now: number = this.clock()): Grant | undefined {
     this.assertOpen('lookup');
     // Callers pass normalized IPs; normalizing again costs ~100 ns and makes `::ffff:a.b.c.d` find a.b.c.d.
     const key = normalizeIp(ip);

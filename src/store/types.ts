@@ -88,6 +88,8 @@ export interface AccessMap {
   setState(key: string, value: unknown): Promise<void>;
   /** The unexpired grant for `ip` (already normalized), or undefined. Expired = absent, even before a sweep. */
   lookup(ip: string, now?: number): Promise<Grant | undefined>;
+  /** lookup() answered at once, for stores that need no waiting (LMDB: an mmap read); throws like lookup. */
+  lookupSync?(ip: string, now?: number): Grant | undefined;
   /** Remove a grant; true when one existed. */
   delete(ip: string): Promise<boolean>;
   /** All unexpired grants, ordered by IP. */

@@ -53,8 +53,15 @@ interface Pending {
 }
 
 export function dayOf(ms: number): string {
-  return new Date(ms).toISOString().slice(0, 10);
+  // every permitted RCPT asks: the current day's name is kept instead of formatting a date each time
+  if (ms >= dayCache.start && ms < dayCache.start + DAY_MS) return dayCache.text;
+  const text = new Date(ms).toISOString().slice(0, 10);
+  if (Number.isFinite(ms)) dayCache = { start: ms - (((ms % DAY_MS) + DAY_MS) % DAY_MS), text };
+  return text;
 }
+
+const DAY_MS = 86_400_000;
+let dayCache = { start: Number.NaN, text: '' };
 
 function userKey(method: RelayMethod, user: string): string {
   return `u\u0000${method}\u0000${user}`;

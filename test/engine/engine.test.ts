@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { readdir, readFile, access } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { createEngine, RESTRICTIONS, type EngineOptions } from '../../src/engine/index.ts';
+import { createEngine, RESTRICTIONS, type EngineOptions, type GrantLookup } from '../../src/engine/index.ts';
 import { CidrSet } from '../../src/net/index.ts';
 import { createLogger, silentLogger } from '../../src/log/logger.ts';
 import { RelaygateError } from '../../src/errors.ts';
@@ -177,17 +177,29 @@ test('the log line is built lazily: a silent logger never builds it unless asked
   assert.equal(d.logLine, d.logLine);
 });
 
-test('store failures defer (451 4.3.0) whether the lookup throws or rejects; never permit, never 5xx', async () => {
-  for (const lookup of [
-    async () => {
-      throw new Error('EIO');
+test('store failures defer (451 4.3.0) whether the lookup throws or rejects, or lookupSync throws; never permit, never 5xx', async () => {
+  const grantsList: GrantLookup[] = [
+    {
+      lookup: async () => {
+        throw new Error('EIO');
+      },
     },
-    () => {
-      throw new Error('sync boom');
+    {
+      lookup: (() => {
+        throw new Error('sync boom');
+      }) as () => Promise<Grant | undefined>,
     },
-  ]) {
+    // a store that answers at once (LMDB's lookupSync): the failure is the same 451
+    {
+      lookup: async () => GRANT,
+      lookupSync: () => {
+        throw new Error('MDB_CORRUPTED');
+      },
+    },
+  ];
+  for (const grants of grantsList) {
     const { logger, lines } = capture();
-    const e = await createEngine(options({ grants: { lookup: lookup as () => Promise<Grant | undefined> }, logger }));
+    const e = await createEngine(options({ grants, logger }));
     const d = await e.decide({ stage: 'rcpt', clientIp: '192.0.2.7', recipient: 'bob@remote.example' });
     assert.deepEqual([d.action, d.code, d.dsn, d.text], ['defer', 451, '4.3.0', '<unknown[192.0.2.7]>: Temporary lookup failure']);
     assert.equal(d.decidedBy, 'permit_pop_before_smtp');
@@ -306,5 +318,22 @@ test('registry: every restriction appears in a golden transcript', async () => {
   const configLines = text.split('\n').filter((l) => l.startsWith('config relay_restrictions') || l.startsWith('config sender_restrictions'));
   for (const r of RESTRICTIONS) {
     assert.ok(configLines.some((l) => new RegExp(`[=,]\\s*${r.name}\\b`, 'i').test(l)), `no transcript uses ${r.name}`);
+  }
+});
+
+test('lookupSync (LMDB) and lookup (Redis) give the same decisions; a list with a table goes on asynchronously', async () => {
+  const sync: GrantLookup = { lookup: async () => assert.fail('lookup must not be used when lookupSync exists'), lookupSync: (ip) => (ip === GRANT.ip ? GRANT : undefined) };
+  const table = memoryTable('inline:x', { '192.0.2.99': 'REJECT go away' });
+  for (const grants of [sync, options().grants]) {
+    const e = await createEngine(
+      options({ grants, relayRestrictions: ['check_client_access inline:x', 'permit_pop_before_smtp', 'reject_unauth_destination'], openTable: async () => table }),
+    );
+    const ok = await e.decide({ stage: 'rcpt', clientIp: GRANT.ip, recipient: 'bob@remote.example' });
+    assert.deepEqual([ok.action, ok.decidedBy], ['permit', 'permit_pop_before_smtp']);
+    const no = await e.decide({ stage: 'rcpt', clientIp: '192.0.2.8', recipient: 'bob@remote.example' });
+    assert.deepEqual([no.action, no.code], ['reject', 554]);
+    const tab = await e.decide({ stage: 'rcpt', clientIp: '192.0.2.99', recipient: 'bob@remote.example' });
+    assert.deepEqual([tab.action, tab.code, tab.decidedBy], ['reject', 554, 'check_client_access inline:x']);
+    await e.close();
   }
 });

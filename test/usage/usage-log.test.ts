@@ -75,3 +75,8 @@ describe('UsageLog', () => {
     await log.close();
   });
 });
+
+test('dayOf: the UTC day, the same as formatting the date each time, across midnight and in any order', () => {
+  const times = [Date.UTC(2026, 10, 21, 23, 59, 59, 999), Date.UTC(2026, 10, 22), Date.UTC(2026, 10, 21, 12), 0, -1, Date.UTC(2027, 0, 1) - 1, Date.UTC(2027, 0, 1), Date.UTC(2026, 10, 22, 0, 0, 0, 1)];
+  for (const t of [...times, ...times.reverse()]) assert.equal(dayOf(t), new Date(t).toISOString().slice(0, 10), String(t));
+});

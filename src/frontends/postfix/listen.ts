@@ -247,8 +247,8 @@ export interface RequestLoopOptions<Req> {
   readonly parser: { readonly midRequest: boolean };
   /** feeds bytes to the parser: the complete requests, or the reason the input is malformed */
   feed(chunk: Buffer): { requests: readonly Req[]; error?: string | undefined };
-  /** the framed reply to one request; a throw is answered by onInternalError */
-  answer(req: Req): Promise<string>;
+  /** the framed reply to one request (at once when it needs no waiting); a throw is answered by onInternalError */
+  answer(req: Req): string | Promise<string>;
   onInternalError(err: unknown): string;
   /** after each answer (counters, debug lines) */
   answered?(req: Req, reply: string): void;
@@ -305,7 +305,8 @@ export function serveRequests<Req>(o: RequestLoopOptions<Req>): void {
         const req = queue.shift()!;
         let reply: string;
         try {
-          reply = await o.answer(req);
+          const r = o.answer(req);
+          reply = typeof r === 'string' ? r : await r;
         } catch (err) {
           reply = o.onInternalError(err);
         }

@@ -23,7 +23,7 @@
 //
 // Limits (a request outside them is logged as `policy_malformed` and the connection closed without a reply;
 // Postfix retries once, then applies smtpd_policy_service_default_action): a line longer than
-// MAX_LINE_CHARS, more than MAX_ATTRIBUTES attributes or MAX_REQUEST_CHARS in one request, control
+// MAX_LINE_BYTES, more than MAX_ATTRIBUTES attributes or MAX_REQUEST_BYTES in one request, control
 // characters or NUL (binary junk), a line without `=`, an attribute name that is not [a-z0-9_], a repeated
 // attribute among those relaygate reads, a `request` other than smtpd_access_policy, an empty request, more
 // than MAX_PIPELINED requests waiting, a request left unfinished for REQUEST_TIMEOUT_MS or a connection
@@ -35,16 +35,15 @@
 // address parser), and nothing from a request can put a newline into a reply or a log line.
 
 import type net from 'node:net';
-import { StringDecoder } from 'node:string_decoder';
 import type { Decision, DecisionRequest, Engine, Stage } from '../../engine/index.ts';
 import type { Logger } from '../../log/logger.ts';
 import { printable } from '../../log/format.ts';
 import { normalizeIp, type CidrSet } from '../../net/index.ts';
 import { listenStream, serveRequests, timeoutSweep, type ListenSpec, type StreamListener, type TimedConnection } from './listen.ts';
 
-export const MAX_LINE_CHARS = 16_384;
+export const MAX_LINE_BYTES = 16_384;
 export const MAX_ATTRIBUTES = 256;
-export const MAX_REQUEST_CHARS = 65_536;
+export const MAX_REQUEST_BYTES = 65_536;
 export { MAX_PIPELINED } from './listen.ts';
 export const REQUEST_TIMEOUT_MS = 30_000;
 export const IDLE_TIMEOUT_MS = 600_000;
@@ -58,42 +57,50 @@ export const DEFAULT_TEMPFAIL_ACTION = 'DEFER_IF_PERMIT Service temporarily unav
  */
 export const USED_ATTRIBUTES = ['request', 'protocol_state', 'protocol_name', 'client_address', 'client_name', 'helo_name', 'sender', 'recipient', 'sasl_method', 'sasl_username', 'instance'] as const;
 export type UsedAttribute = (typeof USED_ATTRIBUTES)[number];
-/** A parsed request: the used attributes it carried (no prototype: a hostile name cannot reach Object.prototype). */
-export type PolicyAttributes = { readonly [K in UsedAttribute]?: string };
+/** A parsed request: the used attributes it carried (only these names are ever set: a hostile name reaches nothing). */
+export type PolicyAttributes = { readonly [K in UsedAttribute]?: string | undefined };
 
-/** USED_ATTRIBUTES by name length, so an unused attribute is skipped without building its name string. */
-const USED_BY_LENGTH: ReadonlyArray<readonly UsedAttribute[]> = (() => {
-  const t: UsedAttribute[][] = [];
-  for (const n of USED_ATTRIBUTES) (t[n.length] ??= []).push(n);
+/** One object shape for every request (faster than a dictionary): each used attribute, undefined until sent. */
+class ParsedAttributes implements Record<UsedAttribute, string | undefined> {
+  request: string | undefined = undefined;
+  protocol_state: string | undefined = undefined;
+  protocol_name: string | undefined = undefined;
+  client_address: string | undefined = undefined;
+  client_name: string | undefined = undefined;
+  helo_name: string | undefined = undefined;
+  sender: string | undefined = undefined;
+  recipient: string | undefined = undefined;
+  sasl_method: string | undefined = undefined;
+  sasl_username: string | undefined = undefined;
+  instance: string | undefined = undefined;
+}
+
+/** USED_ATTRIBUTES by name length, with their bytes: an unused attribute is skipped without decoding its name. */
+const USED_BY_LENGTH: ReadonlyArray<ReadonlyArray<{ readonly name: UsedAttribute; readonly bytes: Buffer }>> = (() => {
+  const t: Array<Array<{ name: UsedAttribute; bytes: Buffer }>> = [];
+  for (const name of USED_ATTRIBUTES) (t[name.length] ??= []).push({ name, bytes: Buffer.from(name, 'latin1') });
   return t;
 })();
 
-/** C0 controls other than TAB, LF and CR, DEL, and a CR not followed by LF (binary junk). */
-// eslint-disable-next-line no-control-regex
-const JUNK_RE = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n|$)/;
-
-/** [a-z0-9_]+ without a regex per attribute (hot path: ~30 attributes per request). */
-function goodName(text: string, start: number, end: number): boolean {
-  if (end === start) return false;
-  for (let i = start; i < end; i++) {
-    const c = text.charCodeAt(i);
-    if (!((c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 95)) return false;
-  }
-  return true;
+function junkError(c: number): string {
+  return `control character 0x${c.toString(16).padStart(2, '0')} in a request (binary junk)`;
 }
+
+const EMPTY = Buffer.alloc(0);
 
 /**
  * Incremental parser for one connection: feed() the bytes as they come, get back the requests completed by
- * them, or the reason the stream is malformed (after which the connection must be closed). Bytes are decoded
- * as UTF-8 once per chunk (a character split across chunks is kept for the next one; invalid sequences
- * become U+FFFD); the limits count characters.
+ * them, or the reason the stream is malformed (after which the connection must be closed).
+ * It works on the bytes (one pass, no decoding of the ~20 attributes relaygate does not read): a line is
+ * complete at its LF; the value of a used attribute is decoded then, as UTF-8 (invalid sequences become
+ * U+FFFD; a character split across chunks is whole by then). The limits count bytes.
  */
 export class PolicyRequestParser {
-  #decoder = new StringDecoder('utf8');
-  #pending = '';
-  #attrs: Record<string, string> | undefined = undefined;
+  /** the bytes of an unfinished line */
+  #pending: Buffer = EMPTY;
+  #attrs: ParsedAttributes | undefined = undefined;
   #count = 0;
-  #chars = 0;
+  #bytes = 0;
 
   /** true while a request has begun but its empty line has not arrived */
   get midRequest(): boolean {
@@ -102,50 +109,73 @@ export class PolicyRequestParser {
 
   feed(chunk: Buffer): { requests: PolicyAttributes[]; error?: string } {
     const requests: PolicyAttributes[] = [];
-    const text = this.#pending + this.#decoder.write(chunk);
-    const junk = JUNK_RE.exec(text);
-    if (junk !== null) return { requests, error: `control character 0x${junk[0].charCodeAt(0).toString(16).padStart(2, '0')} in a request (binary junk)` };
+    const data = this.#pending.length === 0 ? chunk : Buffer.concat([this.#pending, chunk]);
+    const n = data.length;
+    // One pass: lines end at LF; C0 controls other than TAB, LF and CR, DEL, and a CR not followed by LF (a CR
+    // ending the data may be the first half of a CRLF split across chunks) are junk. The attribute name (the
+    // bytes before the first "=") is checked on the way: [a-z0-9_]+. high: the value has non-ASCII bytes.
     let start = 0;
-    for (;;) {
-      const nl = text.indexOf('\n', start);
-      if (nl === -1) break;
-      let end = nl;
-      if (end > start && text.charCodeAt(end - 1) === 13) end--; // tolerate CRLF (people test with telnet)
-      if (end - start > MAX_LINE_CHARS) return { requests, error: `line longer than ${MAX_LINE_CHARS} characters` };
+    let eq = -1;
+    let nameBad = false;
+    let high = false;
+    for (let i = 0; i < n; i++) {
+      const c = data[i]!;
+      if (c > 31) {
+        if (c === 127) return { requests, error: junkError(c) };
+        if (eq === -1) {
+          if (c === 61) eq = i;
+          else if (!((c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 95)) nameBad = true;
+        } else if (c > 127) high = true;
+        continue;
+      }
+      if (c === 9) continue;
+      if (c === 13) {
+        if (i + 1 < n && data[i + 1] !== 10) return { requests, error: junkError(c) };
+        continue;
+      }
+      if (c !== 10) return { requests, error: junkError(c) };
+      let end = i;
+      if (end > start && data[end - 1] === 13) end--; // tolerate CRLF (people test with telnet)
+      if (end - start > MAX_LINE_BYTES) return { requests, error: `line longer than ${MAX_LINE_BYTES} bytes` };
       if (end === start) {
         if (this.#attrs === undefined) return { requests, error: 'empty request (an empty line with no attributes)' };
         const attrs = this.#attrs;
         this.#attrs = undefined;
         this.#count = 0;
-        this.#chars = 0;
+        this.#bytes = 0;
         const bad = checkRequest(attrs);
         if (bad !== undefined) return { requests, error: bad };
         requests.push(attrs);
       } else {
-        const err = this.#line(text, start, end);
+        const err = this.#line(data, start, end, eq, nameBad, high);
         if (err !== undefined) return { requests, error: err };
       }
-      start = nl + 1;
+      start = i + 1;
+      eq = -1;
+      nameBad = false;
+      high = false;
     }
-    this.#pending = start === 0 ? text : text.slice(start);
-    if (this.#pending.length > MAX_LINE_CHARS + 1) return { requests, error: `line longer than ${MAX_LINE_CHARS} characters` };
+    // a copy: the rest of the chunk is not kept alive by an unfinished line
+    this.#pending = start === n ? EMPTY : Buffer.from(data.subarray(start));
+    if (this.#pending.length > MAX_LINE_BYTES + 1) return { requests, error: `line longer than ${MAX_LINE_BYTES} bytes` };
     return { requests };
   }
 
-  #line(text: string, start: number, end: number): string | undefined {
-    const eq = text.indexOf('=', start);
+  /** One `name=value` line [start, end): its first "=" at eq (-1: none); nameBad: a byte outside [a-z0-9_] before it. */
+  #line(data: Buffer, start: number, end: number, eq: number, nameBad: boolean, high: boolean): string | undefined {
     if (eq === -1 || eq >= end) return 'line without "=" (expected name=value)';
-    if (!goodName(text, start, eq)) return `bad attribute name ${JSON.stringify(printable(text.slice(start, Math.min(eq, start + 64))))}`;
+    if (nameBad || eq === start) return `bad attribute name ${JSON.stringify(printable(data.toString('utf8', start, Math.min(eq, start + 64))))}`;
     if (++this.#count > MAX_ATTRIBUTES) return `more than ${MAX_ATTRIBUTES} attributes in one request`;
-    this.#chars += end - start + 1;
-    if (this.#chars > MAX_REQUEST_CHARS) return `request larger than ${MAX_REQUEST_CHARS} characters`;
-    const attrs = (this.#attrs ??= Object.create(null) as Record<string, string>);
+    this.#bytes += end - start + 1;
+    if (this.#bytes > MAX_REQUEST_BYTES) return `request larger than ${MAX_REQUEST_BYTES} bytes`;
+    const attrs = (this.#attrs ??= new ParsedAttributes());
     const candidates = USED_BY_LENGTH[eq - start];
     if (candidates === undefined) return undefined;
-    for (const name of candidates) {
-      if (!text.startsWith(name, start)) continue;
+    next: for (let k = 0; k < candidates.length; k++) {
+      const { name, bytes } = candidates[k]!;
+      for (let j = 0; j < bytes.length; j++) if (data[start + j] !== bytes[j]) continue next;
       if (attrs[name] !== undefined) return `attribute ${name} repeated`;
-      attrs[name] = text.slice(eq + 1, end);
+      attrs[name] = data.toString(high ? 'utf8' : 'latin1', eq + 1, end);
       break;
     }
     return undefined;
@@ -191,6 +221,8 @@ interface Trusted {
 }
 
 const STAGES: Readonly<Record<string, Stage>> = { RCPT: 'rcpt', MAIL: 'mail' };
+const REPLY_OK = 'action=OK\n\n';
+const REPLY_DUNNO = 'action=DUNNO\n\n';
 
 export async function startPolicyService(o: PolicyServiceOptions): Promise<PolicyService> {
   const { engine, logger } = o;
@@ -199,8 +231,10 @@ export async function startPolicyService(o: PolicyServiceOptions): Promise<Polic
   const counters = { requests: 0, malformed: 0, tempfail: 0 };
   const conns = new WeakMap<net.Socket, TimedConnection>();
   const sweep = timeoutSweep(requestTimeoutMs, idleTimeoutMs);
+  const tempfailReply = `action=${o.tempfailAction}\n\n`;
 
-  async function answer(attrs: PolicyAttributes, peer: string, trusted: { value: Trusted | undefined }): Promise<string> {
+  /** The framed reply (`action=...` and the empty line) to one request. */
+  function answer(attrs: PolicyAttributes, peer: string, trusted: { value: Trusted | undefined }): string | Promise<string> {
     const state = attrs['protocol_state'] ?? '';
     const stage = STAGES[state];
     if (stage === undefined) {
@@ -208,10 +242,10 @@ export async function startPolicyService(o: PolicyServiceOptions): Promise<Polic
         const t = trusted.value;
         if (t !== undefined && t.instance === (attrs['instance'] ?? '')) {
           trusted.value = undefined;
-          return `PREPEND ${o.prependHeader}: ${t.header}`;
+          return `action=PREPEND ${o.prependHeader}: ${t.header}\n\n`;
         }
       }
-      return 'DUNNO';
+      return REPLY_DUNNO;
     }
     const req: DecisionRequest = {
       stage,
@@ -224,21 +258,24 @@ export async function startPolicyService(o: PolicyServiceOptions): Promise<Polic
       sender: attrs['sender'] ?? '',
       recipient: stage === 'rcpt' ? attrs['recipient'] : undefined,
     };
-    const d = await engine.decide(req);
+    return engine.decide(req).then((d) => verdict(d, req, attrs, peer, trusted));
+  }
+
+  function verdict(d: Decision, req: DecisionRequest, attrs: PolicyAttributes, peer: string, trusted: { value: Trusted | undefined }): string {
     if (d.failed === true) {
       counters.tempfail++;
       logger.warn(
-        { event: 'policy_tempfail', client_ip: normalizeIp(req.clientIp) ?? printable(req.clientIp), stage, restriction: d.decidedBy, action: o.tempfailAction, peer },
+        { event: 'policy_tempfail', client_ip: normalizeIp(req.clientIp) ?? printable(req.clientIp), stage: req.stage, restriction: d.decidedBy, action: o.tempfailAction, peer },
         `policy: lookup failed (${d.code} ${d.dsn} ${d.text}); answering ${o.tempfailAction}`,
       );
-      return o.tempfailAction;
+      return tempfailReply;
     }
     if (d.action === 'permit') {
-      if (d.decidedBy === null) return 'DUNNO';
-      if (stage === 'rcpt' && o.prependHeader !== undefined) trusted.value = { instance: attrs['instance'] ?? '', header: trustHeader(d, req) };
-      return 'OK';
+      if (d.decidedBy === null) return REPLY_DUNNO;
+      if (req.stage === 'rcpt' && o.prependHeader !== undefined) trusted.value = { instance: attrs['instance'] ?? '', header: trustHeader(d, req) };
+      return REPLY_OK;
     }
-    return oneLine(`${d.code} ${d.dsn} ${postfixText(d.text ?? '')}`);
+    return `action=${oneLine(`${d.code} ${d.dsn} ${postfixText(d.text ?? '')}`)}\n\n`;
   }
 
   const listener: StreamListener = await listenStream({
@@ -259,12 +296,12 @@ export async function startPolicyService(o: PolicyServiceOptions): Promise<Polic
         conns,
         parser,
         feed: (chunk) => parser.feed(chunk),
-        answer: async (attrs) => `action=${await answer(attrs, peer, trusted)}\n\n`,
+        answer: (attrs) => answer(attrs, peer, trusted),
         onInternalError(err) {
           // engine.decide() answers its own failures; this is a bug here: still temporary, never OK
           counters.tempfail++;
           logger.error({ event: 'policy_internal_error', err, peer }, `policy: internal error: ${(err as Error).message}; answering ${o.tempfailAction}`);
-          return `action=${o.tempfailAction}\n\n`;
+          return tempfailReply;
         },
         answered: () => void counters.requests++,
         onMalformed(why) {
