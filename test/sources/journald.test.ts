@@ -489,6 +489,8 @@ describe('journald: journalctl misbehaving (fake journalctl)', () => {
       const jw = newWatch(env, watchConfig({}), { journalctl: bin, map: flaky });
       await jw.start();
       await waitFor('the grant after the store recovers', () => grantOf(real, '192.0.2.50'));
+      // the watcher notes the cursor when the batch's commit has returned, a moment after the grant is visible
+      await waitFor('the watcher to note the saved cursor', () => jw.savedCursor === 'c-50' || undefined);
       assert.equal(failures, 0);
       assert.equal(env.lines.filter((l) => l.event === 'journald_record_failed').length, 3);
       assert.deepEqual(await real.getState('journald:all'), { cursor: 'c-50' });
